@@ -1,0 +1,121 @@
+# prefer: build, test, bench, install.
+#   make              optimised build of bin/prefer
+#   make check        every test (installs missing Debian packages first)
+#   make demo         the demo pipeline
+#   make bench        forward+backward throughput against the sgemm ceiling
+#   make install PREFIX=/opt/prefer DESTDIR=...
+#   make SANITIZE=1 check   AddressSanitizer + UBSan build (separate build dir)
+#   make DEBUG=1      -O0 -g
+# CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR are honoured. MARCH (default -march=native) sets
+# the target CPU for our own kernels; use MARCH= for a portable binary.
+
+ifeq ($(origin CC),default)
+CC = mpicc
+endif
+PREFIX ?= /usr/local
+MARCH ?= -march=native
+PKG_CONFIG ?= pkg-config
+PYTHON ?= /usr/bin/python3
+
+ifeq ($(DEBUG),1)
+CFLAGS ?= -O0 -g
+else ifeq ($(SANITIZE),1)
+CFLAGS ?= -O1 -g
+else
+CFLAGS ?= -O3 $(MARCH)
+endif
+
+BUILD := build$(if $(filter 1,$(SANITIZE)),-san)$(if $(filter 1,$(DEBUG)),-dbg)
+BIN := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
+
+PKGS := openblas hdf5-openmpi libconfig
+HAVE_PKGS := $(shell $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo yes)
+ifeq ($(HAVE_PKGS),yes)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
+MPI_CFLAGS := $(shell $(PKG_CONFIG) --cflags ompi-c 2>/dev/null)
+MPI_LIBS := $(shell $(PKG_CONFIG) --libs ompi-c 2>/dev/null)
+CUNIT_LIBS := $(shell $(PKG_CONFIG) --libs cunit 2>/dev/null || echo -lcunit)
+endif
+
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+WFLAGS := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+ALL_CFLAGS := -std=gnu11 -fopenmp -fno-math-errno $(WFLAGS) -Iinclude $(PKG_CFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
+ALL_LDFLAGS := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
+LIBS := $(PKG_LIBS) $(MPI_LIBS) -lm
+
+SRCS := $(filter-out src/main.c,$(wildcard src/*/*.c))
+OBJS := $(SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/src/main.o
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+.SECONDARY:
+.PHONY: all deps check check-unit check-cli demo bench install uninstall clean reference help
+
+all: deps-quiet $(BIN)/prefer
+
+help:
+	@sed -n '1,12p' Makefile
+
+deps-quiet:
+	@[ "$(HAVE_PKGS)" = yes ] || scripts/install-deps.sh
+.PHONY: deps-quiet
+
+deps:
+	scripts/install-deps.sh --python
+
+# quiet by default; make V=1 shows the commands
+ifneq ($(V),1)
+Q = @
+endif
+
+$(BIN)/prefer: $(MAIN_OBJ) $(OBJS)
+	@mkdir -p $(@D)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(OBJS)
+	@mkdir -p $(@D)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CUNIT_LIBS)
+
+# make check: install what is missing, build, run every unit test and the CLI tests.
+check:
+	@scripts/install-deps.sh --python
+	@$(MAKE) --no-print-directory $(BIN)/prefer $(TESTS)
+	@BUILD=$(BUILD) BIN=$(BIN) scripts/run-tests.sh $(TESTS)
+
+demo:
+	@scripts/install-deps.sh --python
+	@$(MAKE) --no-print-directory $(BIN)/prefer
+	@BIN=$(BIN) scripts/demo.sh
+
+bench:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(BIN)/prefer
+	$(BIN)/prefer bench configs/bench.cfg
+
+reference: $(BIN)/prefer
+	$(BIN)/prefer config --reference > configs/reference.cfg
+
+install: $(BIN)/prefer
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/prefer/configs
+	install -m 755 $(BIN)/prefer $(DESTDIR)$(PREFIX)/bin/prefer
+	install -m 644 configs/*.cfg $(DESTDIR)$(PREFIX)/share/prefer/configs/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/prefer
+	rm -rf $(DESTDIR)$(PREFIX)/share/prefer
+
+clean:
+	rm -rf build build-san build-dbg build-san-dbg bin
+
+-include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TESTS:%=%.d)

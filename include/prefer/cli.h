@@ -1,0 +1,44 @@
+/* cli.h: the subcommands of bin/prefer and their shared argument handling.
+ *
+ * Every command takes: [CONFIG] [--set section.key=value ...] [--help], with command-
+ * specific options declared by the command. MPI is already initialised when a command
+ * runs (dist.h), so commands may call die() freely.
+ */
+#ifndef PREFER_CLI_H
+#define PREFER_CLI_H
+
+#include "prefer/config.h"
+
+#define CLI_MAX_SETS 64
+#define CLI_MAX_POS 8
+
+typedef struct {
+    const char *sets[CLI_MAX_SETS];
+    int n_sets;
+    const char *pos[CLI_MAX_POS]; /* positional arguments (CONFIG, FILE ...) */
+    int n_pos;
+    const char *flags[CLI_MAX_POS]; /* other "--xxx" flags, for the command to check */
+    int n_flags;
+    int help;
+} CliArgs;
+
+/* Parse argv (argv[0] = command name). --set k=v and --set=k=v are collected; --help/-h
+ * sets help. Unknown "--flag"s are collected in flags (the command validates them with
+ * cli_check_flags). Dies (usage error) on a malformed option. */
+void cli_parse(int argc, char **argv, CliArgs *a);
+/* Die with a usage error if a flag is not in the NULL-terminated list `allowed`. */
+void cli_check_flags(const CliArgs *a, const char *cmd, const char *const *allowed);
+int cli_has_flag(const CliArgs *a, const char *flag);
+/* Load the config (pos[0] if present, else defaults) with the --set overrides. */
+void cli_load_config(const CliArgs *a, PreferConfig *cfg);
+/* Print the effective config from rank 0, framed. */
+void cli_print_config(const PreferConfig *cfg);
+
+/* Commands: return the exit code. */
+int cmd_train(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,117 @@
+/* gpt.h: a GPT-2-style decoder, forward and backward, on one contiguous parameter array.
+ *
+ * Token + learned position embeddings; L pre-LayerNorm blocks (causal multi-head
+ * self-attention, GELU(tanh) MLP, residuals); final LayerNorm; LM head tied to wte.
+ * Exactly GPT-2's arithmetic (LayerNorm eps 1e-5, biases where GPT-2 has them), so GPT-2
+ * checkpoints can be imported.
+ *
+ * Memory: params, grads (each one contiguous float array of num_params) and activations
+ * (allocated once for max_batch x context) are owned by the Gpt. AdamW moments live with
+ * the optimizer, with the same layout.
+ *
+ * Parameter layout, chosen so that gradients become final in one contiguous run per layer
+ * during backward (for bucketed allreduce): wte, wpe, then layer 0..L-1 each as
+ * {ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb},
+ * then lnfw, lnfb. Weight matrices are (out, in) row-major: y = x W^T + b.
+ */
+#ifndef PREFER_GPT_H
+#define PREFER_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int vocab_size; /* V */
+    int context;    /* Tmax */
+    int n_layer;    /* L */
+    int n_head;     /* NH */
+    int n_embd;     /* C */
+} GptDims;
+
+typedef struct {
+    float *ln1w, *ln1b;         /* (C) (C) */
+    float *qkvw, *qkvb;         /* (3C, C) (3C) */
+    float *attprojw, *attprojb; /* (C, C) (C) */
+    float *ln2w, *ln2b;         /* (C) (C) */
+    float *fcw, *fcb;           /* (4C, C) (4C) */
+    float *fcprojw, *fcprojb;   /* (C, 4C) (C) */
+} GptLayer;
+
+typedef struct {
+    float *wte;       /* (V, C) */
+    float *wpe;       /* (Tmax, C) */
+    GptLayer *layer;  /* [L] */
+    float *lnfw, *lnfb; /* (C) (C) */
+} GptView;
+
+/* One named tensor of the layout (names follow Hugging Face GPT-2: "wte", "h.3.attn.c_attn.weight"). */
+typedef struct {
+    char name[48];
+    size_t offset;  /* into params/grads */
+    size_t numel;
+    int ndim;
+    int shape[2];
+    int decay;      /* 1 for weight matrices (AdamW decay applies), 0 for gains/biases/embeddings */
+    int is_embedding;
+} GptTensor;
+
+typedef struct GptActs GptActs; /* private */
+
+typedef struct {
+    GptDims d;
+    size_t num_params;
+    float *params;    /* [num_params] */
+    float *grads;     /* [num_params] */
+    GptView p, g;     /* views into params and grads */
+    GptTensor *tensors;
+    int n_tensors;
+    size_t layer_offset0;  /* offset of layer 0's first tensor */
+    size_t layer_stride;   /* parameters per layer */
+    int max_batch;    /* B the activations were sized for */
+    GptActs *acts;
+    /* set by the last forward, used by backward */
+    int B, T;
+} Gpt;
+
+/* Allocate params, grads (zeroed) and activations for up to max_batch sequences of up to
+ * d->context tokens. Dies on a bad shape or out of memory. */
+void gpt_init(Gpt *m, const GptDims *d, int max_batch);
+void gpt_free(Gpt *m); /* NULL harmless */
+
+/* GPT-2 init: N(0, std) for matrices and embeddings (residual projections scaled by
+ * 1/sqrt(2L)), zeros for biases, ones for LayerNorm gains. Deterministic in seed. */
+void gpt_init_weights(Gpt *m, uint64_t seed, double std);
+
+/* Model FLOPs for a forward+backward over `tokens` tokens at sequence length T:
+ * 6 * num_params * tokens + causal attention 6 * L * C * T * tokens. */
+double gpt_flops_fwdbwd(const Gpt *m, double tokens, int T);
+
+/* Forward.
+ *   tokens  (B, T) int32 in [0, V): input ids
+ *   targets (B, T) int32 in [0, V): the next token to score at each position
+ *   mask    (B, T) uint8: 1 where targets[b,t] counts (the response tokens); positions with
+ *                  mask 0 cost no LM-head work.
+ *   out tok_logp (B, T): log p(targets[b,t] | tokens[b,<=t]) where mask, 0 elsewhere (may be NULL)
+ *   out seq_logp (B): sum of tok_logp over the masked positions, in double (may be NULL)
+ *   out seq_ntok (B): number of masked positions (may be NULL)
+ * T <= context, B <= max_batch. Sequences shorter than T are padded by the caller; a
+ * sequence's results do not depend on what else is in the batch (causal attention). */
+void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const uint8_t *mask,
+                 int B, int T, float *tok_logp, double *seq_logp, double *seq_ntok);
+
+/* Called during backward each time a run of gradients is final: [offset, offset+count)
+ * of grads. Order: lnf, layer L-1, ..., layer 0, then wte+wpe. */
+typedef void (*GptGradReady)(void *ctx, size_t offset, size_t count);
+
+/* Backward of the last forward.
+ *   dlogp (B, T): d loss / d tok_logp[b,t] (only masked positions are read)
+ * Accumulates (+=) into m->grads; the caller zeroes them once per optimizer step.
+ * ready may be NULL. */
+void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx);
+
+void gpt_zero_grad(Gpt *m);
+
+/* Threads for the non-GEMM kernels (OpenMP) and OpenBLAS; 0 = leave as is. */
+void gpt_set_threads(int n);
+
+#endif

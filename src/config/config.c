@@ -1,0 +1,868 @@
+/* config.c: libconfig files and --set overrides -> one validated PreferConfig.
+ *
+ * Every key is one line of KEYS below: name, type, field, default, range or choices, help.
+ * Defaults, the walk over a file (unknown sections and keys, with a did-you-mean hint), type,
+ * range and choice checks, --set parsing, the effective-config text and the reference listing
+ * are all driven by that table, so adding a key is one table line plus the struct field.
+ *
+ * A load works on a copy and replaces the caller's struct only when everything is valid, so a
+ * failed config_load_checked leaves cfg as it was.
+ *
+ * Does not: know what values mean beyond their ranges (the few cross-key rules are in
+ * check_cross), touch MPI (every rank reads the file itself), or keep libconfig objects alive
+ * after a load.
+ */
+#define _GNU_SOURCE
+#include "prefer/config.h"
+#include "prefer/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+typedef enum { KT_INT, KT_INT64, KT_FLOAT, KT_BOOL, KT_STRING, KT_CHOICE } KeyType;
+
+#define KF_NONEMPTY 1 /* strings: "" is rejected */
+
+typedef struct {
+    const char *key;     /* "section.name" */
+    KeyType type;
+    size_t off;          /* offsetof into PreferConfig */
+    const char *def;     /* default, written as for --set */
+    const char *range;   /* numbers: "[lo, hi]", '(' / ')' for open ends, "inf" allowed */
+    const char *choices; /* KT_CHOICE: "a|b|c" */
+    int flags;
+    const char *help;
+} KeySpec;
+
+/* offsetof that does not compile when the field's C type does not match the key type. */
+#define FIELD(f, T)                                                                            \
+    (offsetof(PreferConfig, f) +                                                               \
+     0 * sizeof(char[_Generic(((PreferConfig *)0)->f, T : 1, default : -1)]))
+
+#define K_INT(k, f, def, range, help) {k, KT_INT, FIELD(f, int), def, range, NULL, 0, help}
+#define K_INT64(k, f, def, range, help) {k, KT_INT64, FIELD(f, int64_t), def, range, NULL, 0, help}
+#define K_FLOAT(k, f, def, range, help) {k, KT_FLOAT, FIELD(f, double), def, range, NULL, 0, help}
+#define K_BOOL(k, f, def, help) {k, KT_BOOL, FIELD(f, int), def, NULL, NULL, 0, help}
+#define K_STRING(k, f, def, flags, help) {k, KT_STRING, FIELD(f, char *), def, NULL, NULL, flags, help}
+#define K_CHOICE(k, f, def, choices, help) {k, KT_CHOICE, FIELD(f, char *), def, NULL, choices, 0, help}
+
+/* Keys of one section must be adjacent (the text output groups them in this order). */
+static const KeySpec KEYS[] = {
+    K_INT("model.vocab_size", model.vocab_size, "64", "[2, 16777216]", "vocabulary size V (token ids 0 .. V-1)"),
+    K_INT("model.context", model.context, "64", "[2, 1048576]", "longest sequence Tmax in tokens (prompt + response)"),
+    K_INT("model.n_layer", model.n_layer, "2", "[1, 256]", "transformer blocks L"),
+    K_INT("model.n_head", model.n_head, "4", "[1, 1024]", "attention heads NH; must divide n_embd"),
+    K_INT("model.n_embd", model.n_embd, "64", "[1, 16384]", "channels C; a multiple of n_head"),
+    K_FLOAT("model.init_std", model.init_std, "0.02", "(0, 1]", "standard deviation of the normal weight init"),
+    K_STRING("model.init_from", model.init_from, "", 0, "checkpoint to start from (\"\" = fresh random init)"),
+
+    K_CHOICE("train.objective", train.objective, "sft", "sft", "training objective"),
+    K_STRING("train.data", train.data, "data/demo-sft.h5", KF_NONEMPTY, "training dataset (HDF5)"),
+    K_STRING("train.out_dir", train.out_dir, "runs/demo", KF_NONEMPTY, "directory for checkpoints and the run log"),
+    K_INT("train.steps", train.steps, "200", "[1, 1e9]", "optimizer steps"),
+    K_INT("train.micro_batch", train.micro_batch, "16", "[1, 65536]", "sequences (sft) or pairs per rank per micro-step"),
+    K_INT("train.grad_accum", train.grad_accum, "1", "[1, 65536]", "micro-steps per optimizer step"),
+    K_FLOAT("train.lr", train.lr, "3e-3", "(0, 10]", "peak learning rate"),
+    K_FLOAT("train.min_lr_frac", train.min_lr_frac, "0.1", "[0, 1]", "final learning rate = lr * min_lr_frac"),
+    K_INT("train.warmup_steps", train.warmup_steps, "20", "[0, 1e9]", "linear warmup steps (may exceed steps)"),
+    K_CHOICE("train.decay", train.decay, "cosine", "cosine|linear|constant", "learning-rate schedule after warmup"),
+    K_FLOAT("train.weight_decay", train.weight_decay, "0.0", "[0, 10]", "AdamW decoupled weight decay"),
+    K_BOOL("train.decay_embeddings", train.decay_embeddings, "false", "apply weight decay to the embeddings (wte, wpe) too"),
+    K_FLOAT("train.beta1", train.beta1, "0.9", "[0, 1)", "AdamW first-moment decay"),
+    K_FLOAT("train.beta2", train.beta2, "0.95", "[0, 1)", "AdamW second-moment decay"),
+    K_FLOAT("train.adam_eps", train.adam_eps, "1e-8", "(0, 1]", "AdamW epsilon"),
+    K_FLOAT("train.grad_clip", train.grad_clip, "1.0", "[0, inf)", "clip the global gradient norm to this (0 = off)"),
+    K_INT64("train.seed", train.seed, "1234", "[0, inf)", "seed for the init and the data order"),
+    K_INT("train.log_every", train.log_every, "10", "[1, 1e9]", "progress line every N steps"),
+    K_INT("train.ckpt_every", train.ckpt_every, "0", "[0, 1e9]", "checkpoint every N steps (0 = only at the end)"),
+    K_STRING("train.resume", train.resume, "", 0, "checkpoint to continue from: weights, optimizer state and step (\"\" = start fresh)"),
+
+    K_INT("runtime.threads", runtime.threads, "0", "[0, 1024]", "threads per rank for BLAS and OpenMP (0 = auto)"),
+
+    K_STRING("synth.out", synth.out, "data/demo-sft.h5", KF_NONEMPTY, "output file (HDF5) for the demo corpus"),
+    K_INT("synth.n_prompts", synth.n_prompts, "512", "[1, 1e8]", "number of prompts (examples) to generate"),
+    K_INT("synth.prompt_len", synth.prompt_len, "8", "[1, 1048576]", "prompt length in tokens"),
+    K_INT("synth.response_len", synth.response_len, "16", "[1, 1048576]", "response length in tokens"),
+    K_INT("synth.vocab_size", synth.vocab_size, "64", "[2, 16777216]", "tokens used by the task (at most model.vocab_size of the model trained on it)"),
+    K_INT64("synth.seed", synth.seed, "7", "[0, inf)", "seed for the corpus"),
+};
+
+#define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
+#define ORIGIN_LEN 200
+
+/* A value on its way into the struct. s is borrowed; own (if set) is freed by the caller. */
+typedef struct {
+    long long i; /* KT_INT, KT_INT64, KT_BOOL */
+    double f;    /* KT_FLOAT */
+    const char *s;
+    char *own;
+} Value;
+
+typedef struct {
+    char *buf;
+    int len;
+} Err;
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} StrBuf;
+
+/* ---------------------------------------------------------------- small helpers */
+
+PREFER_PRINTF(2, 3) static int fail(Err *e, const char *fmt, ...)
+{
+    if (e->buf && e->len > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->buf, (size_t)e->len, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+PREFER_PRINTF(2, 3) static void sb_printf(StrBuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die("config: cannot format text");
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + (size_t)n + 1 > cap)
+            cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void *field_ptr(PreferConfig *c, const KeySpec *k) { return (char *)c + k->off; }
+static const void *field_cptr(const PreferConfig *c, const KeySpec *k)
+{
+    return (const char *)c + k->off;
+}
+
+static int is_string_key(const KeySpec *k) { return k->type == KT_STRING || k->type == KT_CHOICE; }
+
+static size_t section_len(const char *key)
+{
+    const char *dot = strchr(key, '.');
+    return dot ? (size_t)(dot - key) : strlen(key);
+}
+
+static const char *leaf_name(const char *key)
+{
+    const char *dot = strrchr(key, '.');
+    return dot ? dot + 1 : key;
+}
+
+static const KeySpec *find_key(const char *key)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(KEYS[i].key, key))
+            return &KEYS[i];
+    return NULL;
+}
+
+static int section_known(const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < NKEYS; i++)
+        if (section_len(KEYS[i].key) == n && !strncmp(KEYS[i].key, name, n))
+            return 1;
+    return 0;
+}
+
+/* Optimal string alignment distance (a swap of neighbours counts 1); 99 for long strings. */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63)
+        return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* A typo is close when within 2 edits, and fewer edits than the candidate's name is long
+ * (so "x" does not suggest "lr"). */
+static int is_close(const char *typo, const char *cand, size_t cand_len)
+{
+    int dist = edit_distance(typo, cand);
+    return dist <= 2 && (size_t)dist < cand_len;
+}
+
+/* " (did you mean 'train.lr'?)" for an unknown key, or "". A key whose name exists in another
+ * section ("train.vocab_size") suggests that one. */
+static void hint_key(const char *key, char *out, size_t n)
+{
+    const char *best = NULL;
+    int best_d = 99;
+    for (int i = 0; i < NKEYS; i++) {
+        int dist = edit_distance(key, KEYS[i].key);
+        if (dist < best_d && is_close(key, KEYS[i].key, strlen(leaf_name(KEYS[i].key)))) {
+            best = KEYS[i].key;
+            best_d = dist;
+        }
+    }
+    for (int i = 0; !best && i < NKEYS; i++)
+        if (!strcmp(leaf_name(key), leaf_name(KEYS[i].key)))
+            best = KEYS[i].key;
+    snprintf(out, n, best ? " (did you mean '%s'?)" : "%s", best ? best : "");
+}
+
+static void hint_section(const char *name, char *out, size_t n)
+{
+    char best[64] = "";
+    int best_d = 99;
+    for (int i = 0; i < NKEYS; i++) {
+        char sec[64];
+        snprintf(sec, sizeof sec, "%.*s", (int)section_len(KEYS[i].key), KEYS[i].key);
+        int dist = edit_distance(name, sec);
+        if (dist < best_d && is_close(name, sec, strlen(sec))) {
+            snprintf(best, sizeof best, "%s", sec);
+            best_d = dist;
+        }
+    }
+    snprintf(out, n, *best ? " (did you mean '%s'?)" : "%s", best);
+}
+
+/* 1 if s is one of the '|'-separated choices; else a hint for the closest into hint. */
+static int choice_ok(const char *choices, const char *s, char *hint, size_t n)
+{
+    const char *p = choices;
+    char best[64] = "";
+    int best_d = 99;
+    while (*p) {
+        size_t len = strcspn(p, "|");
+        if (strlen(s) == len && !strncmp(p, s, len))
+            return 1;
+        char c[64];
+        snprintf(c, sizeof c, "%.*s", (int)len, p);
+        int dist = edit_distance(s, c);
+        if (dist < best_d && is_close(s, c, strlen(c))) {
+            snprintf(best, sizeof best, "%s", c);
+            best_d = dist;
+        }
+        p += len + (p[len] == '|');
+    }
+    snprintf(hint, n, *best ? " (did you mean '%s'?)" : "%s", best);
+    return 0;
+}
+
+static int parse_range(const char *r, double *lo, double *hi, int *lo_open, int *hi_open)
+{
+    char lb = 0, rb = 0;
+    if (!r || sscanf(r, " %c %lf , %lf %c", &lb, lo, hi, &rb) != 4)
+        return -1;
+    if ((lb != '[' && lb != '(') || (rb != ']' && rb != ')') || !(*lo <= *hi))
+        return -1;
+    *lo_open = lb == '(';
+    *hi_open = rb == ')';
+    return 0;
+}
+
+/* Shortest text that reads back to exactly v, always with a '.' or exponent so libconfig
+ * takes it as a float. */
+static void format_double(double v, char *buf, size_t n)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (strchr(buf, 'e') && fabs(v) < 1e17 && v == (double)(long long)v)
+        snprintf(buf, n, "%.0f", v); /* 1000.0, not 1e+03 */
+    if (!strpbrk(buf, ".eEni")) /* n, i: nan, inf (never valid here, but stay readable) */
+        strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+static void format_string(StrBuf *b, const char *s)
+{
+    sb_printf(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': sb_printf(b, "\\\""); break;
+        case '\\': sb_printf(b, "\\\\"); break;
+        case '\n': sb_printf(b, "\\n"); break;
+        case '\t': sb_printf(b, "\\t"); break;
+        case '\r': sb_printf(b, "\\r"); break;
+        case '\f': sb_printf(b, "\\f"); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                sb_printf(b, "\\x%02x", *p);
+            else
+                sb_printf(b, "%c", *p);
+        }
+    }
+    sb_printf(b, "\"");
+}
+
+/* The value in libconfig syntax. */
+static void format_value(StrBuf *b, const KeySpec *k, const Value *v)
+{
+    char num[64];
+    switch (k->type) {
+    case KT_INT:
+        sb_printf(b, "%lld", v->i);
+        break;
+    case KT_INT64: /* libconfig 1.5 wraps integers beyond 32 bits unless they carry an L */
+        sb_printf(b, "%lld%s", v->i, v->i < INT_MIN || v->i > INT_MAX ? "L" : "");
+        break;
+    case KT_FLOAT:
+        format_double(v->f, num, sizeof num);
+        sb_printf(b, "%s", num);
+        break;
+    case KT_BOOL:
+        sb_printf(b, "%s", v->i ? "true" : "false");
+        break;
+    case KT_STRING:
+    case KT_CHOICE:
+        format_string(b, v->s);
+        break;
+    }
+}
+
+static Value get_field(const PreferConfig *c, const KeySpec *k)
+{
+    Value v = {0};
+    const void *p = field_cptr(c, k);
+    switch (k->type) {
+    case KT_INT:
+    case KT_BOOL: v.i = *(const int *)p; break;
+    case KT_INT64: v.i = *(const int64_t *)p; break;
+    case KT_FLOAT: v.f = *(const double *)p; break;
+    case KT_STRING:
+    case KT_CHOICE: v.s = *(char *const *)p ? *(char *const *)p : ""; break;
+    }
+    return v;
+}
+
+/* ---------------------------------------------------------------- validate and store */
+
+/* Check v against the key's range / choices and store it. `where` prefixes messages:
+ * "file:line: train.lr = 20.0" or "--set train.lr=20". */
+static int store(PreferConfig *c, const KeySpec *k, const Value *v, const char *where, Err *e)
+{
+    void *p = field_ptr(c, k);
+    if (k->type == KT_INT || k->type == KT_INT64 || k->type == KT_FLOAT) {
+        double lo, hi, x = k->type == KT_FLOAT ? v->f : (double)v->i;
+        int lo_open, hi_open;
+        if (parse_range(k->range, &lo, &hi, &lo_open, &hi_open) != 0)
+            die("config: bad range \"%s\" for %s", k->range ? k->range : "(null)", k->key);
+        /* written so that NaN fails */
+        int ok = (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+        if (!ok)
+            return fail(e, "%s: out of range %s", where, k->range);
+    }
+    switch (k->type) {
+    case KT_INT: *(int *)p = (int)v->i; break; /* ranges of int keys lie inside int */
+    case KT_INT64: *(int64_t *)p = v->i; break;
+    case KT_FLOAT: *(double *)p = v->f; break;
+    case KT_BOOL: *(int *)p = v->i != 0; break;
+    case KT_STRING:
+    case KT_CHOICE: {
+        char hint[96];
+        if ((k->flags & KF_NONEMPTY) && !*v->s)
+            return fail(e, "%s: must not be empty", where);
+        if (k->type == KT_CHOICE && !choice_ok(k->choices, v->s, hint, sizeof hint))
+            return fail(e, "%s: not one of %s%s", where, k->choices, hint);
+        char **sp = p;
+        free(*sp);
+        *sp = xstrdup(v->s);
+        break;
+    }
+    }
+    return 0;
+}
+
+/* Parse --set / default text by the key's type. NULL on success, else what was expected.
+ * Strings may be wrapped in double quotes, which are dropped; v->own must be freed. */
+static const char *parse_text(const KeySpec *k, const char *s, Value *v)
+{
+    char *end;
+    memset(v, 0, sizeof *v);
+    switch (k->type) {
+    case KT_INT:
+    case KT_INT64:
+        if (!(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')))
+            return "expected an integer";
+        errno = 0;
+        v->i = strtoll(s, &end, 10);
+        if (end == s || *end)
+            return "expected an integer";
+        if (errno == ERANGE)
+            return "expected an integer that fits in 64 bits";
+        return NULL;
+    case KT_FLOAT:
+        v->f = strtod(s, &end);
+        if (end == s || *end)
+            return "expected a number";
+        if (!isfinite(v->f))
+            return "expected a finite number";
+        return NULL;
+    case KT_BOOL:
+        if (!strcasecmp(s, "true") || !strcmp(s, "1"))
+            v->i = 1;
+        else if (!strcasecmp(s, "false") || !strcmp(s, "0"))
+            v->i = 0;
+        else
+            return "expected true or false (or 1 or 0)";
+        return NULL;
+    case KT_STRING:
+    case KT_CHOICE: {
+        size_t n = strlen(s);
+        if (n >= 2 && s[0] == '"' && s[n - 1] == '"')
+            v->own = strndup(s + 1, n - 2);
+        else
+            v->own = strdup(s);
+        if (!v->own)
+            die("out of memory copying a config value");
+        v->s = v->own;
+        return NULL;
+    }
+    }
+    return "unknown key type";
+}
+
+static const char *got_name(int type)
+{
+    switch (type) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: return "an integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "nothing";
+    }
+}
+
+static const char *expected_name(KeyType t)
+{
+    switch (t) {
+    case KT_INT:
+    case KT_INT64: return "an integer";
+    case KT_FLOAT: return "a number";
+    case KT_BOOL: return "a boolean (true or false)";
+    case KT_STRING:
+    case KT_CHOICE: return "a string";
+    }
+    return "?";
+}
+
+/* The setting's value if its libconfig type suits the key (an integer is fine for a float). */
+static int read_setting(const KeySpec *k, const config_setting_t *s, Value *v)
+{
+    int t = config_setting_type(s);
+    memset(v, 0, sizeof *v);
+    switch (k->type) {
+    case KT_INT:
+    case KT_INT64:
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+            return -1;
+        v->i = config_setting_get_int64(s);
+        return 0;
+    case KT_FLOAT:
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64 && t != CONFIG_TYPE_FLOAT)
+            return -1;
+        v->f = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
+                                      : (double)config_setting_get_int64(s);
+        return 0;
+    case KT_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            return -1;
+        v->i = config_setting_get_bool(s);
+        return 0;
+    case KT_STRING:
+    case KT_CHOICE:
+        if (t != CONFIG_TYPE_STRING)
+            return -1;
+        v->s = config_setting_get_string(s);
+        return 0;
+    }
+    return -1;
+}
+
+/* libconfig 1.5 reads an integer literal beyond 32 bits without an L suffix as a silently
+ * wrapped int (5000000000 -> 705032704). Find the literal on the setting's source line and
+ * compare. 0 if it matches (or cannot be found), -1 if it was wrapped; *lit gets the text. */
+static int int_literal_wrapped(const char *file, unsigned line, const char *name, int ival,
+                               char *lit, size_t litn)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t got = 0;
+    for (unsigned i = 0; i < line && (got = getline(&buf, &cap, f)) >= 0; i++)
+        ;
+    fclose(f);
+    int found = 0, match = 0;
+    size_t nlen = strlen(name);
+    for (const char *p = got >= 0 && buf ? strstr(buf, name) : NULL; p; p = strstr(p + 1, name)) {
+        if (p > buf && (p[-1] == '_' || p[-1] == '-' || p[-1] == '*' || isalnum((unsigned char)p[-1])))
+            continue;
+        const char *q = p + nlen;
+        q += strspn(q, " \t");
+        if (*q != '=' && *q != ':')
+            continue;
+        q++;
+        q += strspn(q, " \t");
+        const char *t = q + (*q == '-' || *q == '+');
+        int hex = t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
+        size_t len = (size_t)(t - q) + (hex ? 2 + strspn(t + 2, "0123456789abcdefABCDEF")
+                                            : strspn(t, "0123456789"));
+        if (len == (size_t)(t - q) + (hex ? 2 : 0) || q[len] == 'L' || q[len] == 'l')
+            continue;
+        char tok[64];
+        snprintf(tok, sizeof tok, "%.*s", (int)len, q);
+        errno = 0;
+        long long x = strtoll(tok, NULL, hex ? 16 : 10);
+        found = 1;
+        if (errno != ERANGE && x == (long long)ival)
+            match = 1;
+        else
+            snprintf(lit, litn, "%s", tok);
+    }
+    free(buf);
+    return found && !match ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+typedef char Origin[ORIGIN_LEN]; /* where each key was last set; "" = default */
+
+static const char *setting_file(const config_setting_t *s, const char *path)
+{
+    const char *f = config_setting_source_file(s);
+    return f ? f : path;
+}
+
+static int load_setting(PreferConfig *c, const char *path, const char *section,
+                        const config_setting_t *s, Origin *org, Err *e)
+{
+    const char *file = setting_file(s, path);
+    unsigned line = config_setting_source_line(s);
+    char *key = xasprintf("%s.%s", section, config_setting_name(s));
+    const KeySpec *k = find_key(key);
+    int rc = 0;
+    Value v;
+    char lit[64];
+    if (!k) {
+        char hint[96];
+        hint_key(key, hint, sizeof hint);
+        rc = fail(e, "%s:%u: unknown key '%s'%s", file, line, key, hint);
+    } else if (read_setting(k, s, &v) != 0) {
+        rc = fail(e, "%s:%u: %s: expected %s, got %s", file, line, key, expected_name(k->type),
+                  got_name(config_setting_type(s)));
+    } else if (config_setting_type(s) == CONFIG_TYPE_INT &&
+               int_literal_wrapped(file, line, config_setting_name(s), config_setting_get_int(s),
+                                   lit, sizeof lit)) {
+        rc = fail(e, "%s:%u: %s: %s does not fit in 32 bits (libconfig needs an L suffix: %sL)",
+                  file, line, key, lit, lit);
+    } else {
+        StrBuf where = {0};
+        sb_printf(&where, "%s:%u: %s = ", file, line, key);
+        format_value(&where, k, &v);
+        rc = store(c, k, &v, where.p, e);
+        free(where.p);
+        snprintf(org[k - KEYS], ORIGIN_LEN, "%s:%u", file, line);
+    }
+    free(key);
+    return rc;
+}
+
+/* Our keys are two levels deep, so walking sections and their members reaches every setting:
+ * anything deeper sits under an unknown key or under a known key used as a group. */
+static int load_file(PreferConfig *c, const char *path, Origin *org, Err *e)
+{
+    struct stat st;
+    if (!*path)
+        return fail(e, "config file name is empty");
+    if (stat(path, &st) != 0)
+        return fail(e, "%s: cannot open (%s)", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return fail(e, "%s: cannot open (it is a directory)", path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(e, "%s: cannot open (%s)", path, strerror(errno));
+    fclose(f);
+
+    config_t lc;
+    config_init(&lc);
+    int rc = 0;
+    if (!config_read_file(&lc, path)) {
+        const char *ef = config_error_file(&lc) ? config_error_file(&lc) : path;
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            rc = fail(e, "%s: cannot read (%s)", ef, config_error_text(&lc));
+        else
+            rc = fail(e, "%s:%d: %s", ef, config_error_line(&lc), config_error_text(&lc));
+        config_destroy(&lc);
+        return rc;
+    }
+    const config_setting_t *root = config_root_setting(&lc);
+    for (int i = 0; rc == 0 && i < config_setting_length(root); i++) {
+        const config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(sec);
+        const char *file = setting_file(sec, path);
+        unsigned line = config_setting_source_line(sec);
+        if (!section_known(name)) {
+            char hint[96];
+            hint_section(name, hint, sizeof hint);
+            rc = fail(e, "%s:%u: unknown section '%s'%s", file, line, name, hint);
+        } else if (!config_setting_is_group(sec)) {
+            rc = fail(e, "%s:%u: '%s' must be a group (%s: { ... };), got %s", file, line, name,
+                      name, got_name(config_setting_type(sec)));
+        } else {
+            for (int j = 0; rc == 0 && j < config_setting_length(sec); j++)
+                rc = load_setting(c, path, name, config_setting_get_elem(sec, (unsigned)j), org, e);
+        }
+    }
+    config_destroy(&lc);
+    return rc;
+}
+
+static int apply_set(PreferConfig *c, const char *arg, Origin *org, Err *e)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq)
+        return fail(e, "--set %s: expected section.key=value", arg);
+    char *key = strndup(arg, (size_t)(eq - arg));
+    if (!key)
+        die("out of memory copying a --set argument");
+    const KeySpec *k = find_key(key);
+    int rc;
+    Value v;
+    const char *why;
+    if (!k) {
+        char hint[96];
+        hint_key(key, hint, sizeof hint);
+        rc = fail(e, "--set %s: unknown key '%s'%s", arg, key, hint);
+    } else if ((why = parse_text(k, eq + 1, &v)) != NULL) {
+        rc = fail(e, "--set %s: %s", arg, why);
+    } else {
+        char *where = xasprintf("--set %s", arg);
+        rc = store(c, k, &v, where, e);
+        free(where);
+        free(v.own);
+        snprintf(org[k - KEYS], ORIGIN_LEN, "--set %s", arg);
+    }
+    free(key);
+    return rc;
+}
+
+static const char *origin_of(Origin *org, const char *key)
+{
+    const KeySpec *k = find_key(key);
+    return k && org[k - KEYS][0] ? org[k - KEYS] : "default";
+}
+
+/* Rules across keys that hold for every command. */
+static int check_cross(const PreferConfig *c, const char *path, Origin *org, Err *e)
+{
+    const char *where = path ? path : "config";
+    if (c->model.n_embd % c->model.n_head != 0)
+        return fail(e, "%s: model.n_embd = %d (%s) must be a multiple of model.n_head = %d (%s)",
+                    where, c->model.n_embd, origin_of(org, "model.n_embd"), c->model.n_head,
+                    origin_of(org, "model.n_head"));
+    return 0;
+}
+
+/* Catch a malformed table line the first time any config function runs. */
+static void table_check(void)
+{
+    static int done = 0;
+    if (done)
+        return;
+    for (int i = 0; i < NKEYS; i++) {
+        const KeySpec *k = &KEYS[i];
+        const char *dot = strchr(k->key, '.');
+        if (!dot || dot == k->key || !dot[1] || strchr(dot + 1, '.') || !k->def || !k->help)
+            die("config table: bad key '%s' (want section.name, a default and help)", k->key);
+        size_t sl = section_len(k->key);
+        int starts = i == 0 || section_len(KEYS[i - 1].key) != sl || strncmp(KEYS[i - 1].key, k->key, sl);
+        for (int j = 0; j < i; j++) {
+            if (!strcmp(KEYS[j].key, k->key))
+                die("config table: key '%s' appears twice", k->key);
+            if (starts && section_len(KEYS[j].key) == sl && !strncmp(KEYS[j].key, k->key, sl))
+                die("config table: keys of section '%.*s' are not adjacent", (int)sl, k->key);
+        }
+        if (k->type == KT_INT || k->type == KT_INT64 || k->type == KT_FLOAT) {
+            double lo, hi;
+            int lo_open, hi_open;
+            if (parse_range(k->range, &lo, &hi, &lo_open, &hi_open) != 0)
+                die("config table: bad range \"%s\" for %s", k->range ? k->range : "", k->key);
+            if (k->type == KT_INT && !(lo >= INT_MIN && hi <= INT_MAX))
+                die("config table: range of int key %s must lie inside int", k->key);
+        }
+        if (k->type == KT_CHOICE && (!k->choices || !*k->choices))
+            die("config table: %s has no choices", k->key);
+    }
+    done = 1;
+}
+
+/* ---------------------------------------------------------------- public */
+
+void config_defaults(PreferConfig *cfg)
+{
+    table_check();
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < NKEYS; i++) {
+        char err[256];
+        Err e = {err, sizeof err};
+        Value v;
+        const char *why = parse_text(&KEYS[i], KEYS[i].def, &v);
+        if (why)
+            die("config table: default \"%s\" of %s: %s", KEYS[i].def, KEYS[i].key, why);
+        if (store(cfg, &KEYS[i], &v, KEYS[i].key, &e) != 0)
+            die("config table: default of %s is invalid: %s", KEYS[i].key, err);
+        free(v.own);
+    }
+    cfg->source = xstrdup("");
+}
+
+void config_free(PreferConfig *cfg)
+{
+    if (!cfg)
+        return;
+    for (int i = 0; i < NKEYS; i++)
+        if (is_string_key(&KEYS[i])) {
+            char **sp = field_ptr(cfg, &KEYS[i]);
+            free(*sp);
+            *sp = NULL;
+        }
+    free(cfg->source);
+    cfg->source = NULL;
+}
+
+int config_load_checked(PreferConfig *cfg, const char *path, const char *const *sets, int n_sets,
+                        char *err, int errlen)
+{
+    Err e = {err, errlen};
+    if (err && errlen > 0)
+        err[0] = 0;
+    table_check();
+
+    /* Work on a deep copy so that a failure leaves cfg untouched. */
+    PreferConfig tmp = *cfg;
+    for (int i = 0; i < NKEYS; i++)
+        if (is_string_key(&KEYS[i])) {
+            char **sp = field_ptr(&tmp, &KEYS[i]);
+            if (!*sp)
+                die("config_load: %s is NULL (call config_defaults first)", KEYS[i].key);
+            *sp = xstrdup(*sp);
+        }
+    tmp.source = xstrdup(path ? path : "");
+
+    Origin org[NKEYS];
+    memset(org, 0, sizeof org);
+    int rc = path ? load_file(&tmp, path, org, &e) : 0;
+    for (int i = 0; rc == 0 && i < n_sets; i++)
+        rc = apply_set(&tmp, sets[i], org, &e);
+    if (rc == 0)
+        rc = check_cross(&tmp, path, org, &e);
+    if (rc != 0) {
+        config_free(&tmp);
+        return -1;
+    }
+    config_free(cfg);
+    *cfg = tmp;
+    return 0;
+}
+
+void config_load(PreferConfig *cfg, const char *path, const char *const *sets, int n_sets)
+{
+    char err[1024];
+    if (config_load_checked(cfg, path, sets, n_sets, err, sizeof err) != 0)
+        die_user("%s", err);
+}
+
+static char *render(const PreferConfig *cfg, int reference)
+{
+    StrBuf b = {0};
+    sb_printf(&b, "%s", "");
+    if (reference)
+        sb_printf(&b, "# prefer configuration reference: every key, its default and meaning.\n"
+                      "# Generated by `prefer config --reference`; do not edit by hand.\n");
+    for (int i = 0; i < NKEYS; i++) {
+        const KeySpec *k = &KEYS[i];
+        size_t sl = section_len(k->key);
+        if (i == 0 || section_len(KEYS[i - 1].key) != sl || strncmp(KEYS[i - 1].key, k->key, sl)) {
+            if (i > 0)
+                sb_printf(&b, "};\n");
+            sb_printf(&b, "%s%.*s: {\n", reference ? "\n" : "", (int)sl, k->key);
+        } else if (reference) {
+            sb_printf(&b, "\n");
+        }
+        if (reference) {
+            for (const char *h = k->help; *h;) {
+                size_t n = strcspn(h, "\n");
+                sb_printf(&b, "  # %.*s\n", (int)n, h);
+                h += n + (h[n] == '\n');
+            }
+            switch (k->type) {
+            case KT_INT: sb_printf(&b, "  # integer in %s\n", k->range); break;
+            case KT_INT64: sb_printf(&b, "  # 64-bit integer in %s\n", k->range); break;
+            case KT_FLOAT: sb_printf(&b, "  # number in %s\n", k->range); break;
+            case KT_BOOL: sb_printf(&b, "  # true or false\n"); break;
+            case KT_STRING:
+                sb_printf(&b, "  # string%s\n", k->flags & KF_NONEMPTY ? ", not empty" : "");
+                break;
+            case KT_CHOICE: sb_printf(&b, "  # one of: %s\n", k->choices); break;
+            }
+        }
+        Value v = get_field(cfg, k);
+        sb_printf(&b, "  %s = ", leaf_name(k->key));
+        format_value(&b, k, &v);
+        sb_printf(&b, ";\n");
+    }
+    if (NKEYS > 0)
+        sb_printf(&b, "};\n");
+    return b.p;
+}
+
+char *config_to_text(const PreferConfig *cfg) { return render(cfg, 0); }
+
+char *config_reference_text(void)
+{
+    PreferConfig d;
+    config_defaults(&d);
+    char *t = render(&d, 1);
+    config_free(&d);
+    return t;
+}

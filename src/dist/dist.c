@@ -1,0 +1,112 @@
+/* dist.c: MPI wrapper: init, checked collectives in <= 16 MB pieces, abort.
+ *
+ * All MPI in prefer goes through here. A rank that fails calls MPI_Abort on
+ * MPI_COMM_WORLD, which takes every other rank down with it: no rank is left blocked in
+ * a collective. */
+#define _GNU_SOURCE
+#include "prefer/dist.h"
+#include "prefer/util.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int g_inited = 0;
+static int g_rank = 0, g_size = 1, g_local = 1;
+static char g_host[MPI_MAX_PROCESSOR_NAME + 1] = "localhost";
+
+#define CHECK_MPI(call)                                                                   \
+    do {                                                                                  \
+        int rc_ = (call);                                                                 \
+        if (rc_ != MPI_SUCCESS) {                                                         \
+            char es_[MPI_MAX_ERROR_STRING];                                               \
+            int el_ = 0;                                                                  \
+            MPI_Error_string(rc_, es_, &el_);                                             \
+            die("%s failed: %s", #call, es_);                                             \
+        }                                                                                 \
+    } while (0)
+
+void dist_abort(int code)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (g_inited && !fin)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    _exit(code);
+}
+
+static void abort_hook(int code) { dist_abort(code); }
+
+void dist_init(int *argc, char ***argv)
+{
+    if (g_inited)
+        return;
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "prefer: MPI_Init failed (under Slurm use srun --mpi=pmix)\n");
+        _exit(PREFER_EXIT_ERROR);
+    }
+    g_inited = 1;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
+    CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
+    util_set_rank(g_rank, g_size, abort_hook);
+    int len = 0;
+    CHECK_MPI(MPI_Get_processor_name(g_host, &len));
+    g_host[len] = 0;
+    MPI_Comm node;
+    CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node));
+    CHECK_MPI(MPI_Comm_size(node, &g_local));
+    MPI_Comm_free(&node);
+}
+
+void dist_finalize(void)
+{
+    int fin = 0;
+    if (!g_inited)
+        return;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Finalize();
+}
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+int dist_local_size(void) { return g_local; }
+const char *dist_hostname(void) { return g_host; }
+
+void dist_barrier(void)
+{
+    if (g_size > 1)
+        CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+static void allreduce_chunked(void *buf, size_t n, size_t esize, MPI_Datatype t, MPI_Op op)
+{
+    if (g_size == 1 || n == 0)
+        return;
+    size_t per = DIST_MAX_CHUNK_BYTES / esize;
+    char *p = buf;
+    for (size_t off = 0; off < n; off += per) {
+        size_t cnt = n - off < per ? n - off : per;
+        CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, p + off * esize, (int)cnt, t, op, MPI_COMM_WORLD));
+    }
+}
+
+void dist_allreduce_sum_f32(float *buf, size_t n) { allreduce_chunked(buf, n, 4, MPI_FLOAT, MPI_SUM); }
+void dist_allreduce_sum_f64(double *buf, size_t n) { allreduce_chunked(buf, n, 8, MPI_DOUBLE, MPI_SUM); }
+void dist_allreduce_sum_i64(int64_t *buf, size_t n) { allreduce_chunked(buf, n, 8, MPI_INT64_T, MPI_SUM); }
+void dist_allreduce_max_f64(double *buf, size_t n) { allreduce_chunked(buf, n, 8, MPI_DOUBLE, MPI_MAX); }
+void dist_allreduce_min_i64(int64_t *buf, size_t n) { allreduce_chunked(buf, n, 8, MPI_INT64_T, MPI_MIN); }
+
+void dist_bcast(void *buf, size_t bytes, int root)
+{
+    if (g_size == 1 || bytes == 0)
+        return;
+    char *p = buf;
+    for (size_t off = 0; off < bytes; off += DIST_MAX_CHUNK_BYTES) {
+        size_t cnt = bytes - off < DIST_MAX_CHUNK_BYTES ? bytes - off : DIST_MAX_CHUNK_BYTES;
+        CHECK_MPI(MPI_Bcast(p + off, (int)cnt, MPI_BYTE, root, MPI_COMM_WORLD));
+    }
+}

@@ -1,0 +1,162 @@
+/* bench.c: `prefer bench CONFIG`: time policy forward+backward on the config's model and,
+ * in the same run, OpenBLAS sgemm on exactly the matrix products of one step; report the
+ * model's FLOP rate as a share of that ceiling.
+ *
+ * The ceiling is the FLOP-weighted rate of the step's own sgemm calls (same shapes, same
+ * transposes, same kernel, same threads), so ratio = 1 would mean every non-GEMM cost
+ * (LayerNorm, GELU, softmax, attention's small products, copies) were free. */
+#include "prefer/cli.h"
+#include "prefer/config.h"
+#include "prefer/gpt.h"
+#include "prefer/rng.h"
+#include "prefer/runtime.h"
+#include "prefer/util.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int ta, tb, M, N, K;
+    int lda, ldb;
+} Shape;
+
+/* The sgemm calls of one forward+backward (attention products excluded: they are small
+ * and counted in the model FLOPs, so they count against the ratio). */
+static int step_shapes(Shape *s, int N, int C, int V)
+{
+    int n = 0;
+    int oc[4] = {3 * C, C, 4 * C, C}, ic[4] = {C, C, C, 4 * C};
+    for (int i = 0; i < 4; i++) {
+        /* forward: out(N,OC) = x(N,IC) W^T */
+        s[n++] = (Shape){0, 1, N, oc[i], ic[i], ic[i], ic[i]};
+        /* backward dinp(N,IC) = dout(N,OC) W(OC,IC) */
+        s[n++] = (Shape){0, 0, N, ic[i], oc[i], oc[i], ic[i]};
+        /* backward dW(OC,IC) = dout^T x */
+        s[n++] = (Shape){1, 0, oc[i], ic[i], N, oc[i], ic[i]};
+    }
+    /* LM head, counted once per step (not per layer): marked by K/N pattern below */
+    s[n++] = (Shape){0, 1, N, V, C, C, C};
+    s[n++] = (Shape){0, 0, N, C, V, V, C};
+    s[n++] = (Shape){1, 0, V, C, N, V, C};
+    return n;
+}
+
+static double time_shape(const Shape *s, float *A, float *B, float *Cm, int reps)
+{
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++)
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->M,
+                    s->N, s->K, 1.0f, A, s->lda, B, s->ldb, 1.0f, Cm, s->N);
+    return (now_s() - t0) / reps;
+}
+
+static void usage(void)
+{
+    printf("usage: prefer bench CONFIG [--set k=v ...] [--quick]\n\n"
+           "Times forward+backward of the model in CONFIG (model.*, batch train.micro_batch x\n"
+           "model.context tokens, every position scored) and OpenBLAS sgemm on the same shapes.\n"
+           "Last line: bench: tokens_per_s=X model_gflops=Y sgemm_gflops=Z ratio=R kernel=K\n"
+           "Threads: runtime.threads (0 = auto; OPENBLAS_NUM_THREADS is honoured).\n"
+           "--quick: fewer repetitions (for tests).\n");
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    CliArgs a;
+    cli_parse(argc, argv, &a);
+    if (a.help) {
+        usage();
+        return 0;
+    }
+    static const char *const flags[] = {"--quick", NULL};
+    cli_check_flags(&a, "bench", flags);
+    int quick = cli_has_flag(&a, "--quick");
+    PreferConfig cfg;
+    cli_load_config(&a, &cfg);
+    int threads = runtime_setup(&cfg.runtime, 1);
+
+    GptDims d = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
+    int B = cfg.train.micro_batch, T = d.context, N = B * T;
+    Gpt m;
+    gpt_init(&m, &d, B);
+    gpt_init_weights(&m, 1, cfg.model.init_std);
+    int32_t *tok = xmalloc(sizeof(int32_t) * N), *tgt = xmalloc(sizeof(int32_t) * N);
+    uint8_t *mask = xmalloc(N);
+    float *dlogp = xmalloc(sizeof(float) * N);
+    Rng r;
+    rng_init(&r, 5, 0);
+    for (int i = 0; i < N; i++) {
+        tok[i] = (int32_t)rng_below(&r, d.vocab_size);
+        tgt[i] = (int32_t)rng_below(&r, d.vocab_size);
+        mask[i] = 1;
+        dlogp[i] = -1.0f / N;
+    }
+    say("bench: model L=%d C=%d NH=%d T=%d V=%d, %zu parameters, batch %d x %d = %d tokens, %d thread%s\n",
+        d.n_layer, d.n_embd, d.n_head, T, d.vocab_size, m.num_params, B, T, N, threads, threads > 1 ? "s" : "");
+
+    int warm = quick ? 1 : 2, iters = quick ? 2 : 6;
+    double best = 1e30, total = 0;
+    for (int it = 0; it < warm + iters; it++) {
+        double t0 = now_s();
+        gpt_zero_grad(&m);
+        gpt_forward(&m, tok, tgt, mask, B, T, NULL, NULL, NULL);
+        gpt_backward(&m, dlogp, NULL, NULL);
+        double dt = now_s() - t0;
+        if (getenv("PREFER_BENCH_VERBOSE"))
+            say("bench: iteration %d: %.1f ms\n", it, dt * 1e3);
+        if (it >= warm) {
+            total += dt;
+            best = dt < best ? dt : best;
+        }
+    }
+    double step = total / iters;
+    double flops = gpt_flops_fwdbwd(&m, N, T);
+
+    /* sgemm ceiling on the same shapes */
+    int C = d.n_embd, V = d.vocab_size;
+    size_t big = (size_t)N * 4 * C;
+    if ((size_t)N * V > big)
+        big = (size_t)N * V;
+    if ((size_t)V * C > big)
+        big = (size_t)V * C;
+    float *A = xmalloc_aligned(sizeof(float) * big), *Bm = xmalloc_aligned(sizeof(float) * big),
+          *Cm = xmalloc_aligned(sizeof(float) * big);
+    for (size_t i = 0; i < big; i++) {
+        A[i] = (float)(rng_uniform(&r) - 0.5);
+        Bm[i] = (float)(rng_uniform(&r) - 0.5);
+    }
+    /* The ceiling: OpenBLAS's own threading over the same threads (the model instead splits
+     * products over OpenMP threads with OpenBLAS single-threaded, see ops_sgemm). */
+    openblas_set_num_threads(threads);
+    Shape s[16];
+    int ns = step_shapes(s, N, C, V);
+    double gemm_flops = 0, gemm_time = 0;
+    int reps = quick ? 1 : 3;
+    for (int i = 0; i < ns; i++) {
+        time_shape(&s[i], A, Bm, Cm, 1); /* warm */
+        double t = time_shape(&s[i], A, Bm, Cm, reps);
+        double f = 2.0 * s[i].M * s[i].N * s[i].K;
+        int per_layer = i < 12;
+        gemm_flops += per_layer ? f * d.n_layer : f;
+        gemm_time += per_layer ? t * d.n_layer : t;
+    }
+    double ceiling = gemm_flops / gemm_time;
+    gpt_set_threads(threads);
+    double model_rate = flops / step;
+    say("bench: step %.1f ms (best %.1f ms) over %d iterations; sgemm share of model FLOPs %.1f%%\n", step * 1e3,
+        best * 1e3, iters, 100.0 * gemm_flops / flops);
+    say("bench: tokens_per_s=%.0f model_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f kernel=%s\n", N / step,
+        model_rate * 1e-9, ceiling * 1e-9, model_rate / ceiling, runtime_blas_core());
+    free(A);
+    free(Bm);
+    free(Cm);
+    free(tok);
+    free(tgt);
+    free(mask);
+    free(dlogp);
+    gpt_free(&m);
+    config_free(&cfg);
+    return 0;
+}
