@@ -153,7 +153,7 @@ typedef struct { int B, T, C, NH; float *qkv, *out, *att, *R; } AttCtx;
 static double att_loss(void *p)
 {
     AttCtx *c = p;
-    attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->att, c->qkv, NULL, c->B, c->T, c->C, c->NH);
     return dotf(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 static void att_case(int B, int T, int C, int NH)
@@ -256,11 +256,11 @@ static void test_encoder(void)
     int B = 2, T = 3, C = 4, V = 5;
     int32_t inp[6] = {1, 4, 1, 0, 2, 1};
     float *wte = randv(V * C, 1), *wpe = randv(T * C, 1), out[24], dout[24];
-    encoder_forward(out, inp, wte, wpe, B, T, C);
+    encoder_forward(out, inp, NULL, wte, wpe, B, T, C);
     CU_ASSERT(out[(1 * 3 + 2) * 4 + 1] == wte[1 * 4 + 1] + wpe[2 * 4 + 1]);
     for (int i = 0; i < 24; i++) dout[i] = 1.0f;
     float *dwte = calloc(V * C, 4), *dwpe = calloc(T * C, 4);
-    encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+    encoder_backward(dwte, dwpe, dout, inp, NULL, B, T, C);
     CU_ASSERT(dwte[1 * 4] == 3.0f); /* token 1 appears 3 times */
     CU_ASSERT(dwte[3 * 4] == 0.0f);
     CU_ASSERT(dwpe[0] == 2.0f);
@@ -454,6 +454,72 @@ static void test_ready_order(void)
     gpt_free(&m);
 }
 
+
+/* Prefix sharing: one packed sequence prompt|chosen|rejected (rejected skips chosen,
+ * positions restart after the prompt) gives the same log-probs and the same gradients as
+ * two separate sequences prompt|chosen and prompt|rejected. */
+static void test_prefix_sharing(void)
+{
+    GptDims d = {.vocab_size = 19, .context = 40, .n_layer = 2, .n_head = 2, .n_embd = 8};
+    Gpt m;
+    gpt_init_seq(&m, &d, 2, 80);
+    gpt_init_weights(&m, 11, 0.3);
+    enum { LP = 9, LC = 30, LR = 27 }; /* packed length 66 > 64: crosses an attention block */
+    int32_t P[LP], Cc[LC], R[LR];
+    for (int i = 0; i < LP; i++) P[i] = (int32_t)rng_below(&g_rng, 19);
+    for (int i = 0; i < LC; i++) Cc[i] = (int32_t)rng_below(&g_rng, 19);
+    for (int i = 0; i < LR; i++) R[i] = (int32_t)rng_below(&g_rng, 19);
+    /* unshared: batch of 2, T = LP + max(LC, LR) */
+    int T2 = LP + LC;
+    int32_t tok2[2 * (LP + LC)], row2[LC + LR], tgt2[LC + LR];
+    memset(tok2, 0, sizeof tok2);
+    for (int i = 0; i < LP; i++) tok2[i] = tok2[T2 + i] = P[i];
+    for (int i = 0; i < LC; i++) tok2[LP + i] = Cc[i];
+    for (int i = 0; i < LR; i++) tok2[T2 + LP + i] = R[i];
+    int n2 = 0;
+    for (int t = 0; t < LC; t++) { row2[n2] = LP - 1 + t; tgt2[n2++] = Cc[t]; }
+    for (int t = 0; t < LR; t++) { row2[n2] = T2 + LP - 1 + t; tgt2[n2++] = R[t]; }
+    double lp2[LC + LR];
+    float w[LC + LR];
+    for (int i = 0; i < LC + LR; i++) w[i] = i < LC ? 0.7f : -1.3f; /* like DPO's two weights */
+    gpt_forward_rows(&m, tok2, NULL, NULL, 2, T2, n2, row2, tgt2, lp2);
+    gpt_zero_grad(&m);
+    gpt_backward_rows(&m, w, NULL, NULL);
+    float *g2 = malloc(4 * m.num_params);
+    memcpy(g2, m.grads, 4 * m.num_params);
+    /* packed */
+    int T1 = LP + LC + LR;
+    int32_t tok1[LP + LC + LR], pos1[LP + LC + LR], row1[LC + LR], tgt1[LC + LR], skip[2] = {LP, LP + LC};
+    for (int i = 0; i < LP; i++) { tok1[i] = P[i]; pos1[i] = i; }
+    for (int i = 0; i < LC; i++) { tok1[LP + i] = Cc[i]; pos1[LP + i] = LP + i; }
+    for (int i = 0; i < LR; i++) { tok1[LP + LC + i] = R[i]; pos1[LP + LC + i] = LP + i; }
+    int n1 = 0;
+    for (int t = 0; t < LC; t++) { row1[n1] = LP - 1 + t; tgt1[n1++] = Cc[t]; }
+    for (int t = 0; t < LR; t++) { row1[n1] = t == 0 ? LP - 1 : LP + LC + t - 1; tgt1[n1++] = R[t]; }
+    double lp1[LC + LR];
+    gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);
+    gpt_zero_grad(&m);
+    gpt_backward_rows(&m, w, NULL, NULL);
+    double worst = 0;
+    for (int i = 0; i < n1; i++) {
+        double e = fabs(lp1[i] - lp2[i]) / (1 + fabs(lp2[i]));
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(worst < 1e-5);
+    double dd = 0, nn = 0;
+    for (size_t i = 0; i < m.num_params; i++) {
+        double e = (double)m.grads[i] - g2[i];
+        dd += e * e;
+        nn += (double)g2[i] * g2[i];
+    }
+    CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+    /* and the skip matters: without it the rejected branch sees the chosen one */
+    gpt_forward_rows(&m, tok1, pos1, NULL, 1, T1, n1, row1, tgt1, lp1);
+    CU_ASSERT(fabs(lp1[LC + 3] - lp2[LC + 3]) > 1e-4);
+    free(g2);
+    gpt_free(&m);
+}
+
 int main(void)
 {
     rng_init(&g_rng, 42, 0);
@@ -472,6 +538,7 @@ int main(void)
     CU_add_test(s, "model gradient (finite differences)", test_model_gradient);
     CU_add_test(s, "model gradient (directions, two attention blocks)", test_model_all_directions);
     CU_add_test(s, "causality and padding", test_causality_and_padding);
+    CU_add_test(s, "prefix sharing equals two sequences", test_prefix_sharing);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

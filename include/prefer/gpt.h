@@ -68,6 +68,8 @@ typedef struct {
     size_t layer_offset0;  /* offset of layer 0's first tensor */
     size_t layer_stride;   /* parameters per layer */
     int max_batch;    /* B the activations were sized for */
+    int max_seq;      /* T the activations were sized for (>= context for packed pairs) */
+    const int32_t *skip; /* of the last forward */
     GptActs *acts;
     /* set by the last forward, used by backward */
     int B, T;
@@ -76,6 +78,9 @@ typedef struct {
 /* Allocate params, grads (zeroed) and activations for up to max_batch sequences of up to
  * d->context tokens. Dies on a bad shape or out of memory. */
 void gpt_init(Gpt *m, const GptDims *d, int max_batch);
+/* The same with activations for sequences of up to max_seq tokens (packed pairs of
+ * prompt + chosen + rejected can be longer than the context; positions stay < context). */
+void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq);
 void gpt_free(Gpt *m); /* NULL harmless */
 
 /* GPT-2 init: N(0, std) for matrices and embeddings (residual projections scaled by
@@ -99,6 +104,21 @@ double gpt_flops_fwdbwd(const Gpt *m, double tokens, int T);
 void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const uint8_t *mask,
                  int B, int T, float *tok_logp, double *seq_logp, double *seq_ntok);
 
+/* Forward with explicit scored rows, position ids and an attention skip (the general form;
+ * gpt_forward is a wrapper).
+ *   tokens (B, T) int32 in [0, V)
+ *   pos    (B, T) int32 position ids in [0, context), or NULL for 0..T-1 in every sequence
+ *   skip   (B, 2) int32 [lo, hi): in sequence b, rows i >= hi do not attend to columns
+ *          lo..hi-1 (two branches sharing a prefix: prompt | chosen | rejected, with
+ *          lo = len(prompt), hi = lo + len(chosen)); NULL = plain causal
+ *   row    (n_rows) indices into the B*T rows whose next token is scored (a row may repeat:
+ *          the last prompt row predicts the first token of both branches)
+ *   target (n_rows) the token scored at each of them
+ *   out logp (n_rows) log p(target | row), double (may be NULL)
+ * n_rows <= B*T + B. skip and tokens must stay alive until the backward. */
+void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const int32_t *skip, int B, int T,
+                      int n_rows, const int32_t *row, const int32_t *target, double *logp);
+
 /* Called during backward each time a run of gradients is final: [offset, offset+count)
  * of grads. Order: lnf, layer L-1, ..., layer 0, then wte+wpe. */
 typedef void (*GptGradReady)(void *ctx, size_t offset, size_t count);
@@ -108,6 +128,10 @@ typedef void (*GptGradReady)(void *ctx, size_t offset, size_t count);
  * Accumulates (+=) into m->grads; the caller zeroes them once per optimizer step.
  * ready may be NULL. */
 void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx);
+
+/* Backward of the last gpt_forward_rows: drow (n_rows) = d loss / d logp[r]. drow may be
+ * NULL when gpt_backward already staged the weights (internal use). */
+void gpt_backward_rows(Gpt *m, const float *drow, GptGradReady ready, void *ctx);
 
 void gpt_zero_grad(Gpt *m);
 

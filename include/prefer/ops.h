@@ -12,10 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* out (B,T,C) = wte[inp[b,t]] + wpe[t]. inp (B,T) ids in [0,V). */
-void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
+/* out (B,T,C) = wte[inp[b,t]] + wpe[pos[b,t]]. inp (B,T) ids in [0,V); pos (B,T) or NULL
+ * for t. */
+void encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte, const float *wpe, int B,
+                     int T, int C);
 /* dwte (V,C) +=, dwpe (Tmax,C) += from dout (B,T,C). */
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, const int32_t *pos, int B,
+                      int T, int C);
 
 /* out (N,C) = (inp - mean)/sqrt(var + 1e-5) * w + b; mean, rstd (N) saved for backward. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -33,8 +36,11 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 
 /* Causal multi-head attention.
  *   qkv (B,T,3C): q | k | v, heads interleaved by hs within each C
- *   out (B,T,C), att (B,NH,T,T): softmax probabilities (0 above the diagonal), kept for backward */
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+ *   skip (B,2) or NULL: rows i >= skip[b][1] of sequence b do not attend to columns
+ *        [skip[b][0], skip[b][1]) (two branches sharing a prefix)
+ *   out (B,T,C), att (B,NH,T,T): softmax probabilities (0 above the diagonal and where
+ *   skipped), kept for backward; the backward needs nothing else to honour the skip */
+void attention_forward(float *out, float *att, const float *qkv, const int32_t *skip, int B, int T, int C, int NH);
 /* dqkv (B,T,3C) overwritten; scratch (max_threads,T,T): heads run in parallel, at most
  * max_threads at once. */
 void attention_backward(float *dqkv, float *scratch, int max_threads, const float *dout, const float *qkv,

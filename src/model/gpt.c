@@ -26,7 +26,10 @@ struct GptActs {
     float *fch, *fch_gelu;              /* (L,N,4C) */
     float *res3;                        /* (L,N,C) */
     float *lnf, *lnf_mean, *lnf_rstd;   /* (N,C) (N) (N) */
-    int32_t *rows;                      /* (N) indices of masked positions */
+    size_t NR;                          /* capacity of the scored-row arrays: N + max_batch */
+    int32_t *pos;                       /* (N) position ids of the last forward */
+    float *dxc;                         /* (NR,C) */
+    int32_t *rows;                      /* (NR) scored rows (a row may appear twice) */
     int32_t *row_target;                /* (N) their targets */
     float *xc;                          /* (N,C) compacted lnf rows */
     float *probs;                       /* (N,V) logits -> probs -> dlogits */
@@ -123,9 +126,13 @@ static void make_view(const Gpt *m, float *base, GptView *v)
     v->lnfb = v->lnfw + C;
 }
 
-void gpt_init(Gpt *m, const GptDims *d, int max_batch)
+void gpt_init(Gpt *m, const GptDims *d, int max_batch) { gpt_init_seq(m, d, max_batch, d->context); }
+
+void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq)
 {
     memset(m, 0, sizeof *m);
+    if (max_seq < 1)
+        die("gpt_init: max_seq %d < 1", max_seq);
     if (d->vocab_size < 2 || d->context < 1 || d->n_layer < 1 || d->n_head < 1 || d->n_embd < 1 ||
         d->n_embd % d->n_head != 0 || max_batch < 1)
         die("bad model shape: vocab_size=%d context=%d n_layer=%d n_head=%d n_embd=%d batch=%d "
@@ -133,14 +140,15 @@ void gpt_init(Gpt *m, const GptDims *d, int max_batch)
             d->vocab_size, d->context, d->n_layer, d->n_head, d->n_embd, max_batch);
     m->d = *d;
     m->max_batch = max_batch;
+    m->max_seq = max_seq;
     build_layout(m);
     m->params = xmalloc_aligned(sizeof(float) * m->num_params);
     m->grads = xmalloc_aligned(sizeof(float) * m->num_params);
     make_view(m, m->params, &m->p);
     make_view(m, m->grads, &m->g);
 
-    int C = d->n_embd, L = d->n_layer, V = d->vocab_size, T = d->context, NH = d->n_head;
-    size_t N = (size_t)max_batch * T;
+    int C = d->n_embd, L = d->n_layer, V = d->vocab_size, T = max_seq, NH = d->n_head;
+    size_t N = (size_t)max_batch * T, NR = N + (size_t)max_batch; /* scored rows: a row may count twice */
     GptActs *a = xcalloc(1, sizeof *a);
     a->N = N;
 #define A(n) xmalloc_aligned(sizeof(float) * (n))
@@ -161,12 +169,15 @@ void gpt_init(Gpt *m, const GptDims *d, int max_batch)
     a->lnf = A(N * C);
     a->lnf_mean = A(N);
     a->lnf_rstd = A(N);
-    a->rows = xmalloc_aligned(sizeof(int32_t) * N);
-    a->row_target = xmalloc_aligned(sizeof(int32_t) * N);
-    a->xc = A(N * C);
-    a->probs = A(N * V);
-    a->row_logp = xmalloc_aligned(sizeof(double) * N);
-    a->row_w = A(N);
+    a->rows = xmalloc_aligned(sizeof(int32_t) * NR);
+    a->row_target = xmalloc_aligned(sizeof(int32_t) * NR);
+    a->xc = A(NR * C);
+    a->probs = A(NR * V);
+    a->row_logp = xmalloc_aligned(sizeof(double) * NR);
+    a->row_w = A(NR);
+    a->dxc = A(NR * C);
+    a->pos = xmalloc_aligned(sizeof(int32_t) * N);
+    a->NR = NR;
     a->dres = A(N * C);
     a->dbuf = A(N * C);
     a->dbuf4 = A(N * 4 * C);
@@ -190,6 +201,8 @@ void gpt_free(Gpt *m)
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             free(bufs[i]);
         free(a->rows);
+        free(a->pos);
+        free(a->dxc);
         free(a->row_target);
         free(a->row_logp);
         free(a);
@@ -242,37 +255,56 @@ void gpt_set_threads(int n)
 
 void gpt_zero_grad(Gpt *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
 
-void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const uint8_t *mask,
-                 int B, int T, float *tok_logp, double *seq_logp, double *seq_ntok)
+void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const int32_t *skip, int B, int T,
+                      int n_rows, const int32_t *row, const int32_t *target, double *logp)
 {
     const GptDims *d = &m->d;
     GptActs *a = m->acts;
     int C = d->n_embd, NH = d->n_head, V = d->vocab_size, L = d->n_layer;
-    if (B < 1 || B > m->max_batch || T < 1 || T > d->context)
-        die("gpt_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->max_batch, d->context);
+    if (B < 1 || B > m->max_batch || T < 1 || T > m->max_seq)
+        die("gpt_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->max_batch, m->max_seq);
     size_t N = (size_t)B * T;
-    for (size_t i = 0; i < N; i++)
-        if ((uint32_t)tokens[i] >= (uint32_t)V || (mask[i] && (uint32_t)targets[i] >= (uint32_t)V))
-            die("gpt_forward: token id %d at row %zu is outside the vocabulary [0, %d)",
-                (uint32_t)tokens[i] >= (uint32_t)V ? tokens[i] : targets[i], i, V);
+    if (n_rows < 0 || (size_t)n_rows > a->NR)
+        die("gpt_forward: %d scored rows, more than the %zu allocated", n_rows, a->NR);
+    for (size_t i = 0; i < N; i++) {
+        if ((uint32_t)tokens[i] >= (uint32_t)V)
+            die("gpt_forward: token id %d at row %zu is outside the vocabulary [0, %d)", tokens[i], i, V);
+        int32_t p = pos ? pos[i] : (int32_t)(i % (size_t)T);
+        if ((uint32_t)p >= (uint32_t)d->context)
+            die("gpt_forward: position %d at row %zu is outside the context [0, %d)", p, i, d->context);
+        a->pos[i] = p;
+    }
+    for (int r = 0; r < n_rows; r++) {
+        if ((uint32_t)row[r] >= (uint32_t)N || (uint32_t)target[r] >= (uint32_t)V)
+            die("gpt_forward: scored row %d (row %d, target %d) is outside the batch or the vocabulary", r, row[r],
+                target[r]);
+        a->rows[r] = row[r];
+        a->row_target[r] = target[r];
+    }
+    if (skip)
+        for (int b = 0; b < B; b++)
+            if (skip[2 * b] < 0 || skip[2 * b] > skip[2 * b + 1] || skip[2 * b + 1] > T)
+                die("gpt_forward: bad attention skip [%d, %d) for sequence %d of length %d", skip[2 * b],
+                    skip[2 * b + 1], b, T);
     m->B = B;
     m->T = T;
+    m->skip = skip;
     a->tokens = tokens;
 
-    encoder_forward(a->encoded, tokens, m->p.wte, m->p.wpe, B, T, C);
+    encoder_forward(a->encoded, tokens, a->pos, m->p.wte, m->p.wpe, B, T, C);
     const float *res = a->encoded;
     for (int l = 0; l < L; l++) {
         const GptLayer *w = &m->p.layer[l];
         size_t oN = (size_t)l * a->N;
         float *ln1 = a->ln1 + oN * C, *qkv = a->qkv + oN * 3 * C;
-        float *att = a->att + (size_t)l * m->max_batch * NH * d->context * d->context;
+        float *att = a->att + (size_t)l * m->max_batch * NH * m->max_seq * m->max_seq;
         float *atty = a->atty + oN * C, *res2 = a->res2 + oN * C, *ln2 = a->ln2 + oN * C;
         float *fch = a->fch + oN * 4 * C, *fchg = a->fch_gelu + oN * 4 * C, *res3 = a->res3 + oN * C;
         float *dtmp = a->dbuf; /* attention projection output, before the residual */
 
         layernorm_forward(ln1, a->ln1_mean + oN, a->ln1_rstd + oN, res, w->ln1w, w->ln1b, (int)N, C);
         matmul_forward(qkv, ln1, w->qkvw, w->qkvb, (int)N, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH);
+        attention_forward(atty, att, qkv, skip, B, T, C, NH);
         matmul_forward(dtmp, atty, w->attprojw, w->attprojb, (int)N, C, C);
         residual_forward(res2, res, dtmp, N * C);
         layernorm_forward(ln2, a->ln2_mean + oN, a->ln2_rstd + oN, res2, w->ln2w, w->ln2b, (int)N, C);
@@ -285,13 +317,7 @@ void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const ui
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, m->p.lnfw, m->p.lnfb, (int)N, C);
 
     /* LM head only on the rows that count. */
-    int M = 0;
-    for (size_t i = 0; i < N; i++)
-        if (mask[i]) {
-            a->rows[M] = (int32_t)i;
-            a->row_target[M] = targets[i];
-            M++;
-        }
+    int M = n_rows;
     a->M = M;
     if (M > 0) {
 #pragma omp parallel for schedule(static)
@@ -300,6 +326,28 @@ void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const ui
         ops_sgemm(0, 1, M, V, C, 1.0f, a->xc, C, m->p.wte, C, 0.0f, a->probs, V);
         logsoftmax_target_forward(a->probs, a->row_logp, a->row_target, M, V);
     }
+    if (logp)
+        memcpy(logp, a->row_logp, sizeof(double) * (size_t)M);
+}
+
+void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const uint8_t *mask,
+                 int B, int T, float *tok_logp, double *seq_logp, double *seq_ntok)
+{
+    GptActs *a = m->acts;
+    size_t N = (size_t)B * T;
+    if (B < 1 || B > m->max_batch || T < 1 || T > m->max_seq)
+        die("gpt_forward: batch %d x %d exceeds the model's %d x %d", B, T, m->max_batch, m->max_seq);
+    /* rows/targets staged in the backward scratch (N*4C floats >= 2N ints): gpt_forward_rows
+     * copies them */
+    int32_t *row = (int32_t *)a->dbuf4, *tgt = row + N;
+    int M = 0;
+    for (size_t i = 0; i < N; i++)
+        if (mask[i]) {
+            row[M] = (int32_t)i;
+            tgt[M] = targets[i];
+            M++;
+        }
+    gpt_forward_rows(m, tokens, NULL, NULL, B, T, M, row, tgt, NULL);
     if (tok_logp) {
         memset(tok_logp, 0, sizeof(float) * N);
         for (int r = 0; r < M; r++)
@@ -324,6 +372,16 @@ void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const ui
 
 void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
 {
+    GptActs *a = m->acts;
+    if (m->B == 0)
+        die("gpt_backward called without a forward");
+    for (int r = 0; r < a->M; r++)
+        a->row_w[r] = dlogp[a->rows[r]];
+    gpt_backward_rows(m, NULL, ready, ctx);
+}
+
+void gpt_backward_rows(Gpt *m, const float *drow, GptGradReady ready, void *ctx)
+{
     const GptDims *d = &m->d;
     GptActs *a = m->acts;
     int C = d->n_embd, NH = d->n_head, V = d->vocab_size, L = d->n_layer;
@@ -331,20 +389,23 @@ void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
     size_t N = (size_t)B * T;
     if (B == 0)
         die("gpt_backward called without a forward");
+    if (drow)
+        memcpy(a->row_w, drow, sizeof(float) * (size_t)M);
 
     /* LM head: dlogits in place of probs; dxc = dlogits wte; dwte += dlogits^T xc. */
     float *dlnf = a->dbuf;
     memset(dlnf, 0, sizeof(float) * N * C);
     if (M > 0) {
-        for (int r = 0; r < M; r++)
-            a->row_w[r] = dlogp[a->rows[r]];
         logsoftmax_target_backward(a->probs, a->row_w, a->row_target, M, V);
-        float *dxc = a->dqkv; /* scratch (M,C) <= (N,3C) */
-        ops_sgemm(0, 0, M, C, V, 1.0f, a->probs, V, m->p.wte, C, 0.0f, dxc, C);
+        ops_sgemm(0, 0, M, C, V, 1.0f, a->probs, V, m->p.wte, C, 0.0f, a->dxc, C);
         ops_sgemm(1, 0, V, C, M, 1.0f, a->probs, V, a->xc, C, 1.0f, m->g.wte, C);
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < M; r++)
-            memcpy(dlnf + (size_t)a->rows[r] * C, dxc + (size_t)r * C, sizeof(float) * C);
+        /* serial: a row may be scored twice (packed pairs), so rows accumulate */
+        for (int r = 0; r < M; r++) {
+            float *dst = dlnf + (size_t)a->rows[r] * C;
+            const float *src = a->dxc + (size_t)r * C;
+            for (int c = 0; c < C; c++)
+                dst[c] += src[c];
+        }
     }
     const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * a->N * C : a->encoded;
     float *dres = a->dres;
@@ -360,7 +421,7 @@ void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
         size_t oN = (size_t)l * a->N;
         const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * a->N * C;
         float *ln1 = a->ln1 + oN * C, *qkv = a->qkv + oN * 3 * C;
-        float *att = a->att + (size_t)l * m->max_batch * NH * d->context * d->context;
+        float *att = a->att + (size_t)l * m->max_batch * NH * m->max_seq * m->max_seq;
         float *atty = a->atty + oN * C, *res2 = a->res2 + oN * C, *ln2 = a->ln2 + oN * C;
         float *fch = a->fch + oN * 4 * C, *fchg = a->fch_gelu + oN * 4 * C;
 
@@ -379,7 +440,7 @@ void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
         if (ready)
             ready(ctx, m->layer_offset0 + (size_t)l * m->layer_stride, m->layer_stride);
     }
-    encoder_backward(m->g.wte, m->g.wpe, dres, a->tokens, B, T, C);
+    encoder_backward(m->g.wte, m->g.wpe, dres, a->tokens, a->pos, B, T, C);
     if (ready)
         ready(ctx, 0, m->layer_offset0);
 }

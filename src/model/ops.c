@@ -76,11 +76,12 @@ void ops_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
     }
 }
 
-void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C)
+void encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte, const float *wpe, int B,
+                     int T, int C)
 {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
-        int t = bt % T;
+        int t = pos ? pos[bt] : bt % T;
         float *o = out + (size_t)bt * C;
         const float *we = wte + (size_t)inp[bt] * C;
         const float *pe = wpe + (size_t)t * C;
@@ -89,14 +90,15 @@ void encoder_forward(float *out, const int32_t *inp, const float *wte, const flo
     }
 }
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C)
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, const int32_t *pos, int B,
+                      int T, int C)
 {
     /* Serial over rows: two rows may share a token, and this is O(N C), negligible. */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *d = dout + ((size_t)b * T + t) * C;
             float *we = dwte + (size_t)inp[b * T + t] * C;
-            float *pe = dwpe + (size_t)t * C;
+            float *pe = dwpe + (size_t)(pos ? pos[b * T + t] : t) * C;
             for (int c = 0; c < C; c++) {
                 we[c] += d[c];
                 pe[c] += d[c];
@@ -209,7 +211,7 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
  * half of the full T x T products. */
 #define ATT_TB 64
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH)
+void attention_forward(float *out, float *att, const float *qkv, const int32_t *skip, int B, int T, int C, int NH)
 {
     int hs = C / NH;
     size_t C3 = (size_t)3 * C;
@@ -228,14 +230,19 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, i1, hs, scale,
                             q + i0 * C3, (int)C3, k, (int)C3, 0.0f, a + (size_t)i0 * T, T);
             }
+            int lo = skip ? skip[2 * b] : 0, hi = skip ? skip[2 * b + 1] : 0;
             for (int i = 0; i < T; i++) {
                 float *row = a + (size_t)i * T;
+                /* rows past the first branch do not see it: drop columns [lo, hi) */
+                int s0 = i >= hi ? lo : i + 1, s1 = i >= hi ? hi : i + 1;
+                for (int j = s0; j < s1; j++)
+                    row[j] = -INFINITY;
                 float mx = row[0];
                 for (int j = 1; j <= i; j++)
                     mx = row[j] > mx ? row[j] : mx;
                 float s = 0.0f;
                 for (int j = 0; j <= i; j++) {
-                    row[j] = expf_inline(row[j] - mx);
+                    row[j] = j >= s0 && j < s1 ? 0.0f : expf_inline(row[j] - mx);
                     s += row[j];
                 }
                 float inv = 1.0f / s;
