@@ -1,18 +1,55 @@
 #!/bin/sh
-# demo.sh: the demo pipeline on one rank (what `make demo` runs).
-#   1. prefer synth: the synthetic teacher language -> demo-out/sft.h5
-#   2. prefer train: SFT of a small GPT-2-style model on it, progress every 25 steps
-#   3. prefer info: the checkpoint it wrote
-# The SFT loss should fall from ~log(64) = 4.16 towards the teacher's entropy, the lowest
-# loss any model can reach on this data (printed by synth).
+# demo.sh: the whole preference pipeline on the synthetic task, one machine (`make demo`).
+#   synth -> SFT (the reference) -> sample 4 responses per prompt -> label -> DPO, IPO -> eval
+# and a before/after table: mean true reward on held-out prompts (+- standard error over
+# prompts), KL(policy || reference), win rate over the reference, held-out preference
+# accuracy, and the exact optimum's reward at the same KL.
+# Knobs: BIN (default bin), NP (MPI ranks, default 1), PREFER_DEMO_STEPS (DPO/IPO steps).
 set -e
-: "${BIN:=bin}"
+: "${BIN:=bin}" "${NP:=1}" "${PREFER_DEMO_STEPS:=300}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 CFG=configs/demo.cfg
-mkdir -p demo-out
-echo "== 1/3 synth: the teacher language"
-"$BIN/prefer" synth "$CFG" | grep -v -e '^  ' -e '^#' -e '^[a-z]*: {' -e '^};'
-echo "== 2/3 train: SFT"
-"$BIN/prefer" train "$CFG" | grep -v -e '^  ' -e '^#' -e '^[a-z]*: {' -e '^};'
-echo "== 3/3 the checkpoint"
-"$BIN/prefer" info demo-out/sft/latest.h5 | head -12
+OUT=demo-out
+if [ "$NP" -gt 1 ]; then RUN="mpirun -np $NP --oversubscribe $BIN/prefer"; else RUN="$BIN/prefer"; fi
+quiet() { grep -v -e '^  ' -e '^#' -e '^[a-z]*: {' -e '^};' -e '^prefer: '; }
+start=$(date +%s)
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+echo "== 1/7 synth: teacher language, hidden token rewards, prompt cares"
+$RUN synth $CFG | quiet
+echo "== 2/7 SFT of the reference policy"
+$RUN train $CFG | quiet | sed -n -e '/^train:/p' -e '/^step .*00\//p' -e '/^checkpoint/p'
+echo "== 3/7 sample 4 responses per training prompt from the SFT model"
+$RUN sample $CFG --set sample.checkpoint=$OUT/sft/latest.h5 --set sample.data=$OUT/train.h5 \
+    --set sample.out=$OUT/samples.h5 --set sample.n=4 --set sample.max_len=16 | quiet
+echo "== 4/7 label: Bradley-Terry preferences on the true reward"
+$RUN label $CFG | quiet
+for obj in dpo ipo; do
+    n=5; [ $obj = ipo ] && n=6
+    echo "== $n/7 $obj from the SFT reference"
+    $RUN train $CFG --set train.objective=$obj --set train.data=$OUT/prefs.h5 \
+        --set model.init_from=$OUT/sft/latest.h5 --set train.out_dir=$OUT/$obj \
+        --set train.steps=$PREFER_DEMO_STEPS --set train.micro_batch=32 --set train.lr=1e-3 \
+        --set train.warmup_steps=20 --set train.log_every=50 | quiet
+done
+echo "== 7/7 eval on held-out prompts"
+for pol in sft dpo ipo; do
+    $RUN eval $CFG --set eval.policy=$OUT/$pol/latest.h5 >"$OUT/eval-$pol.txt"
+    grep -e 'true reward' -e 'optimum' "$OUT/eval-$pol.txt" | sed "s/^eval:/  $pol:/"
+done
+
+echo
+echo "policy   reward (+-se)        KL(pi||ref)  win rate  pref acc  optimum reward at that KL"
+for pol in sft dpo ipo; do
+    f="$OUT/eval-$pol.txt"
+    last=$(tail -1 "$f")
+    r=$(echo "$last" | sed 's/.*reward=\([^ ]*\).*/\1/')
+    k=$(echo "$last" | sed 's/.*kl=\([^ ]*\).*/\1/')
+    w=$(echo "$last" | sed 's/.*win_rate=\([^ ]*\).*/\1/')
+    a=$(echo "$last" | sed 's/.*pref_acc=\([^ ]*\).*/\1/')
+    se=$(grep 'true reward' "$f" | sed 's/.*policy [^ ]* +- \([^ ]*\).*/\1/')
+    o=$(grep 'exact optimum' "$f" | sed 's/.*: reward \([^ ]*\).*/\1/')
+    printf '%-8s %8s +- %-8s %10s %9s %9s %12s\n' "$pol" "$r" "$se" "$k" "$w" "$a" "$o"
+done
+echo "(sft is the reference itself: KL 0, win rate ~0.5; files in $OUT/; $(( $(date +%s) - start )) s)"

@@ -12,8 +12,11 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"train", cmd_train, "train a policy (train.objective = sft for now) on a dataset file"},
-    {"synth", cmd_synth, "write the synthetic demo corpus (HDF5)"},
+    {"train", cmd_train, "train a policy: train.objective = sft, dpo, ipo, simpo, ... (or a weighted list)"},
+    {"synth", cmd_synth, "write the synthetic preference task: SFT, training and held-out files (HDF5)"},
+    {"label", cmd_label, "label K responses per prompt with Bradley-Terry pairs (true reward on the synthetic task)"},
+    {"eval", cmd_eval, "score a policy against its reference on held-out prompts (reward, KL, win rate)"},
+    {"sample", cmd_sample, "sample responses to a dataset's prompts from a checkpoint (KV cache, top-k/top-p)"},
     {"info", cmd_info, "summarise any HDF5 file prefer writes"},
     {"config", cmd_config, "print the effective config, or every key with --reference"},
     {"bench", cmd_bench, "time forward+backward against the sgemm ceiling"},

@@ -136,7 +136,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.train.log_every, 10);
     CU_ASSERT_EQUAL(c.train.ckpt_every, 0);
     CU_ASSERT_EQUAL(c.runtime.threads, 0);
-    CU_ASSERT_STRING_EQUAL(c.synth.out, "data/demo-sft.h5");
+    CU_ASSERT_STRING_EQUAL(c.synth.out, "demo-out/train.h5");
     CU_ASSERT_EQUAL(c.synth.n_prompts, 512);
     CU_ASSERT_EQUAL(c.synth.prompt_len, 8);
     CU_ASSERT_EQUAL(c.synth.response_len, 16);
@@ -322,7 +322,11 @@ static void test_error_range_choice(void)
     FILE_FAILS("train: { grad_clip = -0.5; };\n", 1, "train.grad_clip", "out of range");
     FILE_FAILS("train: {\n  decay = \"cosin\";\n};\n", 2, "train.decay = \"cosin\"",
                "not one of cosine|linear|constant", "did you mean 'cosine'?");
-    FILE_FAILS("train: { objective = \"dpo\"; };\n", 1, "train.objective", "not one of sft");
+    /* train.objective is a string checked by losses.c after the load: no line number */
+    FILE_FAILS("train: { objective = \"dpx\"; };\n", 0, "train.objective", "unknown objective 'dpx'",
+               "valid: sft, dpo");
+    FILE_FAILS("train: { objective = \"dpo,sft\"; loss_weights = \"1\"; };\n", 0,
+               "train.loss_weights", "has 1 weight but");
     FILE_FAILS("train: { out_dir = \"\"; };\n", 1, "train.out_dir", "must not be empty");
 
     /* boundaries that are inside */

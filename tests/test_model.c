@@ -226,7 +226,7 @@ static double ls_loss(void *p)
 {
     LsCtx *c = p;
     memcpy(c->work, c->logits, sizeof(float) * c->M * c->V);
-    logsoftmax_target_forward(c->work, c->logp, c->tgt, c->M, c->V);
+    logsoftmax_target_forward(c->work, c->logp, NULL, c->tgt, c->M, c->V);
     double s = 0;
     for (int i = 0; i < c->M; i++) s += c->w[i] * c->logp[i];
     return s;

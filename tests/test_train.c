@@ -4,7 +4,10 @@
 #include "prefer/ckpt.h"
 #include "prefer/config.h"
 #include "prefer/gpt.h"
+#include "prefer/losses.h"
+#include "prefer/rng.h"
 #include "prefer/prefdata.h"
+#include "prefer/reflogp.h"
 #include "prefer/train.h"
 #include "prefer/util.h"
 
@@ -221,6 +224,232 @@ static void test_nan_dies(void)
     CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
 }
 
+
+/* 3 prompts x 3 responses of different lengths, the 3 pairs of each prompt. */
+static void tiny_pairs(PrefData *d)
+{
+    memset(d, 0, sizeof *d);
+    Rng r;
+    rng_init(&r, 99, 0);
+    d->n_prompts = 3;
+    d->n_responses = 9;
+    d->n_pairs = 9;
+    d->vocab_size = 16;
+    d->prompt_tokens = malloc(sizeof(int32_t) * 12);
+    d->prompt_offsets = malloc(sizeof(int64_t) * 4);
+    d->response_tokens = malloc(sizeof(int32_t) * 9 * 6);
+    d->response_offsets = malloc(sizeof(int64_t) * 10);
+    d->response_prompt = malloc(sizeof(int64_t) * 9);
+    d->pair_chosen = malloc(sizeof(int64_t) * 9);
+    d->pair_rejected = malloc(sizeof(int64_t) * 9);
+    int64_t po = 0, ro = 0;
+    for (int p = 0; p < 3; p++) {
+        d->prompt_offsets[p] = po;
+        for (int i = 0; i < 2 + p; i++) d->prompt_tokens[po++] = (int32_t)(1 + rng_below(&r, 15));
+        for (int k = 0; k < 3; k++) {
+            int e = 3 * p + k;
+            d->response_offsets[e] = ro;
+            d->response_prompt[e] = p;
+            for (int i = 0; i < 4 + k; i++) d->response_tokens[ro++] = (int32_t)(1 + rng_below(&r, 15));
+        }
+        /* transitive: response 0 > 1 > 2 */
+        int cw[3] = {0, 0, 1}, cl[3] = {1, 2, 2};
+        for (int k = 0; k < 3; k++) {
+            d->pair_chosen[3 * p + k] = 3 * p + cw[k];
+            d->pair_rejected[3 * p + k] = 3 * p + cl[k];
+        }
+    }
+    d->prompt_offsets[3] = po;
+    d->response_offsets[9] = ro;
+}
+
+typedef struct { Trainer *t; } GradCtx;
+
+static double loss_of(Trainer *t)
+{
+    StepStats st;
+    trainer_grad(t, &st);
+    return st.loss;
+}
+
+/* For every objective: the trainer's loss gradient through the model equals central
+ * differences along random directions; prefix sharing changes nothing. */
+static void test_pref_gradients(void)
+{
+    PrefData d;
+    tiny_pairs(&d);
+    double ref[9];
+    Rng r;
+    rng_init(&r, 5, 5);
+    for (int k = 0; k < LOSS_NKINDS; k++) {
+        for (int share = 1; share >= 0; share--) {
+            PreferConfig c;
+            small_cfg(&c);
+            free(c.train.objective);
+            c.train.objective = xstrdup(loss_name(k));
+            c.train.micro_batch = 3;
+            c.train.grad_accum = 1;
+            c.train.prefix_sharing = share;
+            c.loss.beta = 0.5;
+            c.loss.label_smoothing = 0.1;
+            int mb, ms;
+            trainer_model_shape(&c, &d, &mb, &ms);
+            Gpt m;
+            GptDims dd = {c.model.vocab_size, c.model.context, c.model.n_layer, c.model.n_head, c.model.n_embd};
+            gpt_init_seq(&m, &dd, mb, ms);
+            gpt_init_weights(&m, 3, 0.2);
+            /* reference near the policy (every term in its active, curved region) */
+            Gpt r0;
+            gpt_init_seq(&r0, &dd, 18, ms);
+            memcpy(r0.params, m.params, 4 * m.num_params);
+            reflogp_compute(&r0, &d, 0, 1, 18, ref);
+            gpt_free(&r0);
+            for (int i = 0; i < 9; i++) ref[i] += 0.5 * rng_normal(&r);
+            Trainer t;
+            trainer_init(&t, &c, &d, &m, 0, 1);
+            trainer_set_ref(&t, ref);
+            double L0 = loss_of(&t);
+            float *g = malloc(4 * m.num_params);
+            memcpy(g, m.grads, 4 * m.num_params);
+            double worst = 0;
+            for (int rep = 0; rep < 2; rep++) {
+                float *p0 = malloc(4 * m.num_params);
+                memcpy(p0, m.params, 4 * m.num_params);
+                double h = 2.5e-3, nv = 0, an = 0; /* truncation error shrinks ~h^4: discopop needs it small */
+                float *v = malloc(4 * m.num_params);
+                /* along the gradient (a strong signal: a random direction in this many
+                 * dimensions sees only ~|g|/sqrt(n), below float noise), then along the
+                 * gradient plus an equally long random part */
+                double gn = 0;
+                for (size_t i = 0; i < m.num_params; i++) gn += (double)g[i] * g[i];
+                gn = sqrt(gn / m.num_params);
+                for (size_t i = 0; i < m.num_params; i++) {
+                    v[i] = g[i] + (rep ? (float)(gn * rng_normal(&r)) : 0.0f);
+                    nv += (double)v[i] * v[i];
+                }
+                nv = sqrt(nv);
+                /* fourth-order central difference (some terms, e.g. discopop with a small
+                 * tau, curve sharply): f'(0) ~ [8(f(h/2)-f(-h/2)) - (f(h)-f(-h))] / (6h) */
+                double f[4], steps[4] = {h, -h, h / 2, -h / 2};
+                for (int q = 0; q < 4; q++) {
+                    for (size_t i = 0; i < m.num_params; i++) m.params[i] = p0[i] + (float)(steps[q] * v[i] / nv);
+                    f[q] = loss_of(&t);
+                }
+                memcpy(m.params, p0, 4 * m.num_params);
+                double fd = (8 * (f[2] - f[3]) - (f[0] - f[1])) / (6 * h);
+                for (size_t i = 0; i < m.num_params; i++) an += (double)g[i] * v[i] / nv;
+                double e = fabs(fd - an) / (fabs(fd) + fabs(an) + 1e-4);
+                worst = e > worst ? e : worst;
+                free(v);
+                free(p0);
+            }
+            if (getenv("PREFER_TEST_VERBOSE") || worst > 1e-3)
+                printf("\n  %s (share %d): loss %.6g, worst directional error %.3g", loss_name(k), share, L0, worst);
+            CU_ASSERT(isfinite(L0));
+            CU_ASSERT(worst < 1e-3);
+            free(g);
+            trainer_free(&t);
+            gpt_free(&m);
+            config_free(&c);
+        }
+    }
+    prefdata_free(&d);
+}
+
+/* Prefix sharing and the micro-batch split change neither the loss nor the gradient. */
+static void test_pref_invariance(void)
+{
+    PrefData d;
+    tiny_pairs(&d);
+    double ref[9];
+    for (int i = 0; i < 9; i++) ref[i] = -9.0 + 0.3 * i;
+    double L[3];
+    float *G[3];
+    size_t np = 0;
+    for (int v = 0; v < 3; v++) {
+        PreferConfig c;
+        small_cfg(&c);
+        free(c.train.objective);
+        c.train.objective = xstrdup("dpo,sft");
+        c.train.micro_batch = v == 2 ? 1 : 3;
+        c.train.grad_accum = v == 2 ? 3 : 1;
+        c.train.prefix_sharing = v != 1;
+        int mb, ms;
+        trainer_model_shape(&c, &d, &mb, &ms);
+        Gpt m;
+        GptDims dd = {c.model.vocab_size, c.model.context, c.model.n_layer, c.model.n_head, c.model.n_embd};
+        gpt_init_seq(&m, &dd, mb, ms);
+        gpt_init_weights(&m, 4, 0.2);
+        Trainer t;
+        trainer_init(&t, &c, &d, &m, 0, 1);
+        trainer_set_ref(&t, ref);
+        L[v] = loss_of(&t);
+        np = m.num_params;
+        G[v] = malloc(4 * np);
+        memcpy(G[v], m.grads, 4 * np);
+        trainer_free(&t);
+        gpt_free(&m);
+        config_free(&c);
+    }
+    for (int v = 1; v < 3; v++) {
+        CU_ASSERT(fabs(L[v] - L[0]) < 1e-6 * (1 + fabs(L[0])));
+        double dd = 0, nn = 0;
+        for (size_t i = 0; i < np; i++) {
+            double e = (double)G[v][i] - G[0][i];
+            dd += e * e;
+            nn += (double)G[0][i] * G[0][i];
+        }
+        CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+    }
+    for (int v = 0; v < 3; v++) free(G[v]);
+    prefdata_free(&d);
+}
+
+/* DPO from a reference equal to the initial policy: loss starts at log 2 and the
+ * preference accuracy on the training pairs rises. */
+static void test_dpo_learns(void)
+{
+    PrefData d;
+    tiny_pairs(&d);
+    PreferConfig c;
+    small_cfg(&c);
+    free(c.train.objective);
+    c.train.objective = xstrdup("dpo");
+    c.train.micro_batch = 9;
+    c.train.steps = 60;
+    c.loss.beta = 0.5;
+    int mb, ms;
+    trainer_model_shape(&c, &d, &mb, &ms);
+    Gpt m;
+    GptDims dd = {c.model.vocab_size, c.model.context, c.model.n_layer, c.model.n_head, c.model.n_embd};
+    gpt_init_seq(&m, &dd, mb, ms);
+    gpt_init_weights(&m, 4, 0.02);
+    /* reference = the initial policy */
+    Gpt r0;
+    gpt_init_seq(&r0, &dd, 18, ms);
+    memcpy(r0.params, m.params, 4 * m.num_params);
+    double ref[9];
+    reflogp_compute(&r0, &d, 0, 1, 18, ref);
+    Trainer t;
+    trainer_init(&t, &c, &d, &m, 0, 1);
+    trainer_set_ref(&t, ref);
+    StepStats st, first;
+    memset(&first, 0, sizeof first);
+    for (int i = 0; i < c.train.steps; i++) {
+        trainer_step(&t, &st);
+        if (i == 0) first = st;
+    }
+    CU_ASSERT(fabs(first.loss - log(2.0)) < 1e-4);
+    CU_ASSERT(fabs(first.rewards_margins) < 1e-4);
+    CU_ASSERT(st.loss < 0.3);
+    CU_ASSERT(st.rewards_accuracies == 1.0);
+    trainer_free(&t);
+    gpt_free(&m);
+    gpt_free(&r0);
+    config_free(&c);
+    prefdata_free(&d);
+}
+
 int main(void)
 {
     gpt_set_threads(1);
@@ -231,6 +460,9 @@ int main(void)
     CU_add_test(s, "accumulation equals a big batch", test_accumulation_equals_big_batch);
     CU_add_test(s, "checkpoint continues bit-identically", test_resume_bit_identical);
     CU_add_test(s, "non-finite loss dies", test_nan_dies);
+    CU_add_test(s, "every objective: gradient through the model (finite differences)", test_pref_gradients);
+    CU_add_test(s, "prefix sharing and batch split leave loss and gradient unchanged", test_pref_invariance);
+    CU_add_test(s, "DPO learns the training preferences", test_dpo_learns);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

@@ -24,7 +24,8 @@ typedef struct {
 } ModelConfig;
 
 typedef struct {
-    char *objective;  /* "sft" (later: dpo, ipo, ...) */
+    char *objective;  /* loss term names, comma-separated ("dpo", "dpo,sft"): see losses.h */
+    char *loss_weights; /* "" = all 1, else one number per objective term */
     char *data;       /* training dataset (HDF5) */
     char *out_dir;    /* checkpoints and run log go here */
     int steps;        /* optimizer steps */
@@ -42,26 +43,82 @@ typedef struct {
     int log_every;      /* progress line every N steps */
     int ckpt_every;     /* checkpoint every N steps (0 = only at the end) */
     char *resume;       /* checkpoint to continue from: weights, optimizer, step ("" = none) */
+    char *ref;          /* reference checkpoint for preference losses ("" = model.init_from) */
+    char *ref_cache;    /* "auto" | "require" | "off": reference log-probs cached in the dataset file */
+    int prefix_sharing; /* bool: a pair's prompt computed once for both responses */
 } TrainConfig;
+
+typedef struct {
+    double beta;            /* KL strength (IPO: tau) */
+    double label_smoothing; /* eps of cdpo, robust, exo_pair, aot, aot_unpaired */
+    char *ipo_normalize;    /* "sum" | "token_mean" */
+    double simpo_gamma;     /* SimPO target margin gamma */
+    double discopop_tau;    /* DiscoPOP mixing temperature */
+} LossConfig;
+
+typedef struct {
+    char *checkpoint;   /* model to sample from */
+    char *data;         /* prefdata file whose prompts are used */
+    char *out;          /* prefdata file written: the prompts, n responses each, no pairs */
+    int n;              /* responses per prompt */
+    double temperature; /* 0 = greedy */
+    int top_k;          /* 0 = off */
+    double top_p;       /* 1 = off */
+    int max_len;        /* most tokens per response */
+    int eos;            /* end token (kept in the response); -1 = none */
+    int64_t seed;
+    int batch;          /* sequences per KV-cache step */
+} SampleConfig;
 
 typedef struct {
     int threads;        /* threads per rank for BLAS and OpenMP; 0 = auto */
 } RuntimeConfig;
 
 typedef struct {
-    char *out;          /* output file (HDF5) for the demo corpus */
-    int n_prompts;
+    char *out;          /* training preference file (HDF5): K responses per prompt, pairs */
+    char *sft_out;      /* SFT demonstrations: one teacher response per prompt ("" = skip) */
+    char *heldout_out;  /* held-out prompts with K responses and pairs ("" = skip) */
+    int n_prompts;      /* training prompts (SFT and preference files) */
+    int n_heldout;      /* held-out prompts */
     int prompt_len;
     int response_len;
     int vocab_size;     /* tokens used by the task (<= model.vocab_size) */
     int64_t seed;
+    int k;              /* responses per prompt in the preference files */
+    char *pairs;        /* "all" | "best_worst" */
+    double label_temp;  /* Bradley-Terry temperature of the labels */
+    double label_noise; /* probability of flipping a label */
+    double reward_scale;          /* median care of a caring prompt */
+    double care_sigma;            /* log-normal spread of the cares */
+    double care_indifferent;      /* share of near-indifferent prompts */
+    double care_indifferent_scale;/* their care relative to the others */
 } SynthConfig;
+
+typedef struct {
+    char *in;           /* prefdata file with K responses per prompt to label */
+    char *out;          /* the labelled preference file */
+} LabelConfig;
+
+typedef struct {
+    char *policy;       /* checkpoint to evaluate */
+    char *ref;          /* reference checkpoint */
+    char *data;         /* held-out prompts and pairs (HDF5) */
+    int n_samples;      /* responses per prompt from each model */
+    double temperature;
+    int max_len;
+    int64_t seed;
+    int batch;
+} EvalConfig;
 
 typedef struct {
     ModelConfig model;
     TrainConfig train;
+    LossConfig loss;
+    SampleConfig sample;
     RuntimeConfig runtime;
     SynthConfig synth;
+    LabelConfig label;
+    EvalConfig eval;
     char *source; /* path of the file it was read from ("" for defaults only) */
 } PreferConfig;
 

@@ -31,6 +31,13 @@ void dist_allreduce_max_f64(double *buf, size_t n);
 void dist_allreduce_min_i64(int64_t *buf, size_t n);
 /* Broadcast bytes from root. */
 void dist_bcast(void *buf, size_t bytes, int root);
+/* Gather each rank's n elements to rank 0, concatenated in rank order (counts may differ,
+ * may be 0). Collective. Rank 0 gets a fresh array (caller frees; never NULL) and the total
+ * in *total; the other ranks get NULL and *total = 0. Sent in rounds of at most
+ * DIST_MAX_CHUNK_BYTES over all ranks. At one rank (or without dist_init): a copy. */
+int32_t *dist_gatherv_i32(const int32_t *buf, size_t n, size_t *total);
+int64_t *dist_gatherv_i64(const int64_t *buf, size_t n, size_t *total);
+float *dist_gatherv_f32(const float *buf, size_t n, size_t *total);
 /* Abort the whole job with a code (die() uses this). */
 void dist_abort(int code);
 /* Host name of this rank (static storage). */

@@ -135,6 +135,12 @@ void gpt_backward_rows(Gpt *m, const float *drow, GptGradReady ready, void *ctx)
 
 void gpt_zero_grad(Gpt *m);
 
+/* Mean logit (over the vocabulary) of each scored row of the last forward (n_rows). */
+const double *gpt_row_logit_mean(const Gpt *m);
+/* Next-token distributions (n_rows, V) of the scored rows of the last forward; valid until
+ * the next forward or backward. */
+const float *gpt_row_probs(const Gpt *m);
+
 /* Threads for the non-GEMM kernels (OpenMP) and OpenBLAS; 0 = leave as is. */
 void gpt_set_threads(int n);
 

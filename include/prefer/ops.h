@@ -54,9 +54,9 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 /* out (n) = a + b. */
 void residual_forward(float *out, const float *a, const float *b, size_t n);
 
-/* Rows of logits (M,V) -> softmax probabilities in place; logp[i] = log p(target[i]).
- * Returns nothing; logp in double. */
-void logsoftmax_target_forward(float *logits, double *logp, const int32_t *target, int M, int V);
+/* Rows of logits (M,V) -> softmax probabilities in place; logp[i] = log p(target[i]) in
+ * double; mean_logit[i] = mean of row i's logits (may be NULL). */
+void logsoftmax_target_forward(float *logits, double *logp, double *mean_logit, const int32_t *target, int M, int V);
 /* dlogits (M,V) = w[i] * (onehot(target[i]) - probs[i]), in place over probs. */
 void logsoftmax_target_backward(float *probs, const float *w, const int32_t *target, int M, int V);
 

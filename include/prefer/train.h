@@ -1,10 +1,16 @@
-/* train.h: the training loop: sampler, micro-batches, loss, allreduce, clip, AdamW, logs.
+/* train.h: the training loop: sampler, micro-batches, loss, allreduce, clip, AdamW.
  *
- * Objective "sft": mean negative log-likelihood over the response tokens of the global
- * batch (prompt tokens are context, not targets). The global batch is
- * world_size x micro_batch x grad_accum examples, taken in order from a seeded
- * permutation of the dataset per epoch; rank r takes its slice, so the examples of a
- * step do not depend on the number of ranks.
+ * Two kinds of example:
+ *  - train.objective = "sft": every response of the dataset with its prompt; the loss is
+ *    the mean negative log-likelihood over the response tokens of the global batch.
+ *  - any preference objective (losses.h; "dpo", "ipo", "dpo,sft", ...): every pair; the
+ *    loss is the sum of per-pair losses over the global batch divided by the global number
+ *    of pairs, whatever the micro-batch and accumulation split. With prefix sharing a pair
+ *    is one packed sequence prompt|chosen|rejected in which the rejected branch skips the
+ *    chosen one, so the prompt is computed once.
+ * The global batch is world x micro_batch x grad_accum examples taken in order from a
+ * seeded permutation of the examples per epoch; rank r takes its slice, so a step's
+ * examples do not depend on the number of ranks.
  */
 #ifndef PREFER_TRAIN_H
 #define PREFER_TRAIN_H
@@ -13,6 +19,7 @@
 
 #include "prefer/config.h"
 #include "prefer/gpt.h"
+#include "prefer/losses.h"
 #include "prefer/optim.h"
 #include "prefer/prefdata.h"
 
@@ -23,6 +30,10 @@ typedef struct {
     double tokens;     /* non-pad input tokens processed in the step, all ranks */
     double targets;    /* scored tokens, all ranks */
     double seconds;
+    double examples;   /* sequences (sft) or pairs in the global batch */
+    /* preference objectives: means over the pairs of the global batch (TRL's names) */
+    double rewards_chosen, rewards_rejected, rewards_margins, rewards_accuracies;
+    double logps_chosen, logps_rejected, logits_chosen, logits_rejected;
 } StepStats;
 
 typedef struct {
@@ -30,28 +41,44 @@ typedef struct {
     const PrefData *data;
     Gpt *model;
     AdamW opt;
+    LossSpec loss;
+    int pref;            /* 1: pairs and a preference objective; 0: sft over responses */
+    int share;           /* prefix sharing (pairs) */
     int sched;
     int64_t step;        /* optimizer steps done */
-    int64_t n_examples;  /* SFT: one per response */
+    int64_t n_examples;  /* responses (sft) or pairs */
     int64_t global_batch;
     int rank, world;
+    const double *ref_logp; /* [n_responses] reference log-probs (pairs), not owned */
     /* sampler: permutation of the current epoch */
     int64_t perm_epoch;
     int64_t *perm;
-    /* batch buffers (micro_batch x context) */
-    int32_t *tok, *tgt;
-    uint8_t *mask;
-    float *dlogp;
-    double *seq_logp, *seq_ntok;
+    /* batch buffers */
+    int32_t *tok, *pos, *skip, *row, *tgt;
+    int32_t *row_pair;   /* pair index within the micro-batch, negative (-1-i) for the rejected branch */
+    float *drow;
+    double *row_logp;
+    PairLogps *pairs;
+    double *pl_loss, *dlc, *dlr;
 } Trainer;
 
-/* model must be initialised (weights set); the trainer does not own cfg, data or model.
- * Dies if an example does not fit model.context or the data's vocabulary exceeds the model's. */
+/* The activations a model needs for this config and data: sequences per forward and their
+ * longest length (packed pairs are longer than one response). Dies if an example does not
+ * fit model.context. */
+void trainer_model_shape(const PreferConfig *cfg, const PrefData *data, int *max_batch, int *max_seq);
+
+/* model must be initialised with trainer_model_shape's sizes (weights set); the trainer
+ * does not own cfg, data or model. Dies on bad objectives or data that does not fit. */
 void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt *model, int rank, int world);
 void trainer_free(Trainer *t);
-/* One optimizer step. Dies (naming the step) if the loss or gradient is not finite. */
+/* Reference log-probs for the preference losses (not copied: keep alive). */
+void trainer_set_ref(Trainer *t, const double *ref_logp);
+/* The loss and gradient (summed over ranks, unclipped, in model->grads) of the batch of
+ * step t->step, without updating anything. */
+void trainer_grad(Trainer *t, StepStats *st);
+/* One optimizer step: trainer_grad, clip, AdamW. Dies (naming the step) if the loss or gradient is not finite. */
 void trainer_step(Trainer *t, StepStats *st);
-/* Dataset index of the example at global position q of the example stream. */
+/* Dataset index (response or pair) of the example at global position q of the stream. */
 int64_t trainer_example_at(Trainer *t, int64_t q);
 
 /* Save / restore everything needed to continue identically (rank 0 saves). */

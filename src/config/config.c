@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include "prefer/config.h"
+#include "prefer/losses.h"
 #include "prefer/util.h"
 
 #include <ctype.h>
@@ -66,7 +67,8 @@ static const KeySpec KEYS[] = {
     K_FLOAT("model.init_std", model.init_std, "0.02", "(0, 1]", "standard deviation of the normal weight init"),
     K_STRING("model.init_from", model.init_from, "", 0, "checkpoint to start from (\"\" = fresh random init)"),
 
-    K_CHOICE("train.objective", train.objective, "sft", "sft", "training objective"),
+    K_STRING("train.objective", train.objective, "sft", KF_NONEMPTY, "training objective: one loss name or a comma list of them, summed with train.loss_weights\n(\"dpo,sft\" with weights \"1,alpha\" is RPO). Names: sft, dpo, ipo, hinge, robust, cdpo, exo_pair,\nnca_pair, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm, simpo"),
+    K_STRING("train.loss_weights", train.loss_weights, "", 0, "weights of the train.objective terms: \"\" = all 1, else a comma list of numbers >= 0, one per term"),
     K_STRING("train.data", train.data, "data/demo-sft.h5", KF_NONEMPTY, "training dataset (HDF5)"),
     K_STRING("train.out_dir", train.out_dir, "runs/demo", KF_NONEMPTY, "directory for checkpoints and the run log"),
     K_INT("train.steps", train.steps, "200", "[1, 1e9]", "optimizer steps"),
@@ -86,15 +88,59 @@ static const KeySpec KEYS[] = {
     K_INT("train.log_every", train.log_every, "10", "[1, 1e9]", "progress line every N steps"),
     K_INT("train.ckpt_every", train.ckpt_every, "0", "[0, 1e9]", "checkpoint every N steps (0 = only at the end)"),
     K_STRING("train.resume", train.resume, "", 0, "checkpoint to continue from: weights, optimizer state and step (\"\" = start fresh)"),
+    K_STRING("train.ref", train.ref, "", 0, "reference checkpoint of the preference losses (\"\" = model.init_from)"),
+    K_CHOICE("train.ref_cache", train.ref_cache, "auto", "auto|require|off", "reference log-probs cached in the dataset file under the reference's content hash: auto = use or compute and add, require = refuse to train without a matching cache, off = compute every run and store nothing"),
+    K_BOOL("train.prefix_sharing", train.prefix_sharing, "true", "compute a pair's prompt once, with the chosen and rejected responses both attending to it"),
+
+    K_FLOAT("loss.beta", loss.beta, "0.1", "(0, 1e6]", "beta: strength of the KL regularisation (IPO: tau, target margin 1/(2 beta))"),
+    K_FLOAT("loss.label_smoothing", loss.label_smoothing, "0.0", "[0, 0.5)", "eps, the assumed share of flipped labels: cdpo, robust, exo_pair (0 means 1e-3 there), aot, aot_unpaired"),
+    K_CHOICE("loss.ipo_normalize", loss.ipo_normalize, "sum", "sum|token_mean", "ipo: log-ratios from summed log-probs (the IPO paper's code) or per-token means (TRL)"),
+    K_FLOAT("loss.simpo_gamma", loss.simpo_gamma, "0.5", "[0, 1e6]", "simpo: the target margin gamma itself, -log sigma(beta (logp_c/len_c - logp_r/len_r) - gamma)\n(TRL's CPO takes gamma_beta_ratio = gamma / beta instead)"),
+    K_FLOAT("loss.discopop_tau", loss.discopop_tau, "0.05", "(0, 1e6]", "discopop: temperature of the mix between the logistic and exponential losses"),
+
+    K_STRING("sample.checkpoint", sample.checkpoint, "demo-out/sft/latest.h5", KF_NONEMPTY, "checkpoint to sample from (its dimensions are used; model.* is ignored)"),
+    K_STRING("sample.data", sample.data, "demo-out/train.h5", KF_NONEMPTY, "prefdata file (HDF5) whose prompts are used (its responses and pairs are ignored)"),
+    K_STRING("sample.out", sample.out, "demo-out/samples.h5", KF_NONEMPTY, "output prefdata file: the prompts with sample.n responses each, no pairs;\nscored with the true reward when sample.data carries the synthetic task"),
+    K_INT("sample.n", sample.n, "4", "[1, 1024]", "responses per prompt"),
+    K_FLOAT("sample.temperature", sample.temperature, "1.0", "[0, 100]", "sampling temperature (0 = greedy)"),
+    K_INT("sample.top_k", sample.top_k, "0", "[0, 16777216]", "keep only the top_k most likely tokens (0 = off)"),
+    K_FLOAT("sample.top_p", sample.top_p, "1.0", "(0, 1]", "nucleus: keep the smallest set of most likely tokens with probability >= top_p (1 = off)"),
+    K_INT("sample.max_len", sample.max_len, "16", "[1, 1048576]", "most tokens per response (end token included); also at most the checkpoint's context + 1 - prompt length"),
+    K_INT("sample.eos", sample.eos, "0", "[-1, 16777215]", "token that ends a response, kept in it (-1 = none)"),
+    K_INT64("sample.seed", sample.seed, "1", "[0, inf)", "seed: response k of prompt p draws from stream p * n + k (the same for every number of ranks and batch size)"),
+    K_INT("sample.batch", sample.batch, "64", "[1, 65536]", "sequences per KV-cache step"),
 
     K_INT("runtime.threads", runtime.threads, "0", "[0, 1024]", "threads per rank for BLAS and OpenMP (0 = auto)"),
 
-    K_STRING("synth.out", synth.out, "data/demo-sft.h5", KF_NONEMPTY, "output file (HDF5) for the demo corpus"),
-    K_INT("synth.n_prompts", synth.n_prompts, "512", "[1, 1e8]", "number of prompts (examples) to generate"),
+    K_STRING("synth.out", synth.out, "demo-out/train.h5", KF_NONEMPTY, "training preference file (HDF5): synth.k teacher responses per prompt, true-reward scores, labelled pairs"),
+    K_STRING("synth.sft_out", synth.sft_out, "demo-out/sft.h5", 0, "SFT demonstrations (HDF5): the same prompts, one teacher response each (\"\" = not written)"),
+    K_STRING("synth.heldout_out", synth.heldout_out, "demo-out/heldout.h5", 0, "held-out preference file (HDF5): synth.n_heldout prompts of the held-out split, as synth.out (\"\" = not written)"),
+    K_INT("synth.n_prompts", synth.n_prompts, "512", "[1, 1e8]", "training prompts (of the SFT and training preference files)"),
+    K_INT("synth.n_heldout", synth.n_heldout, "256", "[1, 1e8]", "held-out prompts (a separate split of the same task)"),
     K_INT("synth.prompt_len", synth.prompt_len, "8", "[1, 1048576]", "prompt length in tokens"),
     K_INT("synth.response_len", synth.response_len, "16", "[1, 1048576]", "response length in tokens"),
     K_INT("synth.vocab_size", synth.vocab_size, "64", "[2, 16777216]", "tokens used by the task (at most model.vocab_size of the model trained on it)"),
-    K_INT64("synth.seed", synth.seed, "7", "[0, inf)", "seed for the corpus"),
+    K_INT64("synth.seed", synth.seed, "7", "[0, inf)", "seed of the task (teacher, token weights, cares) and of every file synth writes"),
+    K_INT("synth.k", synth.k, "4", "[2, 64]", "responses per prompt in the preference files, sampled from the teacher"),
+    K_CHOICE("synth.pairs", synth.pairs, "all", "all|best_worst", "pairs per prompt: every pair of the K responses (K(K-1)/2), or the best against the worst by true reward\n(also used by `prefer label`)"),
+    K_FLOAT("synth.label_temp", synth.label_temp, "1.0", "(0, inf)", "Bradley-Terry temperature: P(i preferred over j) = sigma((r_i - r_j) / label_temp)"),
+    K_FLOAT("synth.label_noise", synth.label_noise, "0.0", "[0, 0.5]", "probability of flipping each Bradley-Terry label"),
+    K_FLOAT("synth.reward_scale", synth.reward_scale, "1.0", "(0, inf)", "true reward r(x, y) = care(x) * sum of the response tokens' hidden weights (N(0,1));\nthe median care of the caring prompts"),
+    K_FLOAT("synth.care_sigma", synth.care_sigma, "1.0", "[0, 10]", "spread of the cares: care = reward_scale * exp(care_sigma * N(0,1)), times care_indifferent_scale\nfor the near-indifferent prompts"),
+    K_FLOAT("synth.care_indifferent", synth.care_indifferent, "0.2", "[0, 1]", "share of near-indifferent prompts (low preference variance)"),
+    K_FLOAT("synth.care_indifferent_scale", synth.care_indifferent_scale, "0.02", "[0, 1]", "care of the near-indifferent prompts relative to the others"),
+
+    K_STRING("label.in", label.in, "demo-out/samples.h5", KF_NONEMPTY, "prefdata file with several responses per prompt to label (e.g. from `prefer sample`);\nunscored files of the synthetic task are scored with the true reward"),
+    K_STRING("label.out", label.out, "demo-out/prefs.h5", KF_NONEMPTY, "the labelled preference file: label.in with Bradley-Terry pairs (synth.pairs, synth.label_temp,\nsynth.label_noise)"),
+
+    K_STRING("eval.policy", eval.policy, "demo-out/dpo/latest.h5", KF_NONEMPTY, "checkpoint to evaluate"),
+    K_STRING("eval.ref", eval.ref, "demo-out/sft/latest.h5", KF_NONEMPTY, "reference checkpoint (the KL and the win rate are against it)"),
+    K_STRING("eval.data", eval.data, "demo-out/heldout.h5", KF_NONEMPTY, "held-out prompts and pairs (HDF5); the true reward needs a file of the synthetic task"),
+    K_INT("eval.n_samples", eval.n_samples, "4", "[1, 1024]", "responses sampled per prompt from the policy and from the reference"),
+    K_FLOAT("eval.temperature", eval.temperature, "1.0", "(0, 100]", "sampling temperature of both models (1 = their own distributions, which the KL is about)"),
+    K_INT("eval.max_len", eval.max_len, "16", "[1, 1048576]", "most tokens per sampled response (end token 0 included)"),
+    K_INT64("eval.seed", eval.seed, "2024", "[0, inf)", "seed of the samples (the same for every number of ranks)"),
+    K_INT("eval.batch", eval.batch, "64", "[1, 65536]", "sequences per forward pass"),
 };
 
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
@@ -700,6 +746,12 @@ static int check_cross(const PreferConfig *c, const char *path, Origin *org, Err
         return fail(e, "%s: model.n_embd = %d (%s) must be a multiple of model.n_head = %d (%s)",
                     where, c->model.n_embd, origin_of(org, "model.n_embd"), c->model.n_head,
                     origin_of(org, "model.n_head"));
+    /* the objective is a free string: losses.c knows the names and the weights' shape */
+    LossSpec ls;
+    char why[512];
+    if (loss_spec_parse(&ls, c, why, sizeof why) != 0)
+        return fail(e, "%s: %s (train.objective: %s; train.loss_weights: %s)", where, why,
+                    origin_of(org, "train.objective"), origin_of(org, "train.loss_weights"));
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -109,4 +110,78 @@ void dist_bcast(void *buf, size_t bytes, int root)
         size_t cnt = bytes - off < DIST_MAX_CHUNK_BYTES ? bytes - off : DIST_MAX_CHUNK_BYTES;
         CHECK_MPI(MPI_Bcast(p + off, (int)cnt, MPI_BYTE, root, MPI_COMM_WORLD));
     }
+}
+
+/* Variable-length gather to rank 0 in rounds: in round j every rank sends elements
+ * [j*per, (j+1)*per) of its own (fewer or none near its end), with per chosen so that a
+ * round's total stays within DIST_MAX_CHUNK_BYTES; rank 0 copies each round into place. */
+static void *gatherv_chunked(const void *buf, size_t n, size_t esize, MPI_Datatype t, size_t *total)
+{
+    *total = 0;
+    if (g_size == 1) {
+        void *out = xmalloc(n * esize);
+        if (n)
+            memcpy(out, buf, n * esize);
+        *total = n;
+        return out;
+    }
+    int64_t mine = (int64_t)n;
+    int64_t *cnt = xmalloc(sizeof(int64_t) * (size_t)g_size);
+    CHECK_MPI(MPI_Allgather(&mine, 1, MPI_INT64_T, cnt, 1, MPI_INT64_T, MPI_COMM_WORLD));
+    size_t per = DIST_MAX_CHUNK_BYTES / esize / (size_t)g_size;
+    per = per ? per : 1;
+    size_t rounds = 0, sum = 0;
+    for (int r = 0; r < g_size; r++) {
+        size_t nr = (size_t)cnt[r], need = (nr + per - 1) / per;
+        rounds = need > rounds ? need : rounds;
+        sum += nr;
+    }
+    char *out = NULL, *stage = NULL;
+    int *rc = NULL, *displ = NULL;
+    if (g_rank == 0) {
+        out = xmalloc(sum * esize);
+        stage = xmalloc(per * (size_t)g_size * esize);
+        rc = xmalloc(sizeof(int) * (size_t)g_size);
+        displ = xmalloc(sizeof(int) * (size_t)g_size);
+    }
+    for (size_t j = 0; j < rounds; j++) {
+        size_t lo = j * per;
+        int send = n > lo ? (int)(n - lo < per ? n - lo : per) : 0;
+        if (g_rank == 0)
+            for (int r = 0; r < g_size; r++) {
+                size_t nr = (size_t)cnt[r];
+                rc[r] = nr > lo ? (int)(nr - lo < per ? nr - lo : per) : 0;
+                displ[r] = (int)((size_t)r * per);
+            }
+        CHECK_MPI(MPI_Gatherv(send ? (const char *)buf + lo * esize : NULL, send, t, stage, rc, displ, t, 0,
+                              MPI_COMM_WORLD));
+        if (g_rank == 0) {
+            size_t at = 0;
+            for (int r = 0; r < g_size; r++) {
+                if (rc[r])
+                    memcpy(out + (at + lo) * esize, stage + (size_t)displ[r] * esize, (size_t)rc[r] * esize);
+                at += (size_t)cnt[r];
+            }
+        }
+    }
+    free(cnt);
+    free(stage);
+    free(rc);
+    free(displ);
+    if (g_rank == 0)
+        *total = sum;
+    return out;
+}
+
+int32_t *dist_gatherv_i32(const int32_t *buf, size_t n, size_t *total)
+{
+    return gatherv_chunked(buf, n, sizeof(int32_t), MPI_INT32_T, total);
+}
+int64_t *dist_gatherv_i64(const int64_t *buf, size_t n, size_t *total)
+{
+    return gatherv_chunked(buf, n, sizeof(int64_t), MPI_INT64_T, total);
+}
+float *dist_gatherv_f32(const float *buf, size_t n, size_t *total)
+{
+    return gatherv_chunked(buf, n, sizeof(float), MPI_FLOAT, total);
 }

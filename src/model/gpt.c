@@ -33,7 +33,8 @@ struct GptActs {
     int32_t *row_target;                /* (N) their targets */
     float *xc;                          /* (N,C) compacted lnf rows */
     float *probs;                       /* (N,V) logits -> probs -> dlogits */
-    double *row_logp;                   /* (N) */
+    double *row_logp;                   /* (NR) */
+    double *row_logit;                  /* (NR) mean logit of each scored row */
     float *row_w;                       /* (N) */
     int M;                              /* masked rows of the last forward */
     const int32_t *tokens;              /* of the last forward (caller keeps them alive) */
@@ -174,6 +175,7 @@ void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq)
     a->xc = A(NR * C);
     a->probs = A(NR * V);
     a->row_logp = xmalloc_aligned(sizeof(double) * NR);
+    a->row_logit = xmalloc_aligned(sizeof(double) * NR);
     a->row_w = A(NR);
     a->dxc = A(NR * C);
     a->pos = xmalloc_aligned(sizeof(int32_t) * N);
@@ -205,6 +207,7 @@ void gpt_free(Gpt *m)
         free(a->dxc);
         free(a->row_target);
         free(a->row_logp);
+        free(a->row_logit);
         free(a);
     }
     free(m->p.layer);
@@ -252,6 +255,9 @@ void gpt_set_threads(int n)
     openblas_set_num_threads(1);
     omp_set_num_threads(n);
 }
+
+const double *gpt_row_logit_mean(const Gpt *m) { return m->acts->row_logit; }
+const float *gpt_row_probs(const Gpt *m) { return m->acts->probs; }
 
 void gpt_zero_grad(Gpt *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
 
@@ -324,7 +330,7 @@ void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const i
         for (int r = 0; r < M; r++)
             memcpy(a->xc + (size_t)r * C, a->lnf + (size_t)a->rows[r] * C, sizeof(float) * C);
         ops_sgemm(0, 1, M, V, C, 1.0f, a->xc, C, m->p.wte, C, 0.0f, a->probs, V);
-        logsoftmax_target_forward(a->probs, a->row_logp, a->row_target, M, V);
+        logsoftmax_target_forward(a->probs, a->row_logp, a->row_logit, a->row_target, M, V);
     }
     if (logp)
         memcpy(logp, a->row_logp, sizeof(double) * (size_t)M);

@@ -353,14 +353,19 @@ void residual_forward(float *out, const float *a, const float *b, size_t n)
         out[i] = a[i] + b[i];
 }
 
-void logsoftmax_target_forward(float *logits, double *logp, const int32_t *target, int M, int V)
+void logsoftmax_target_forward(float *logits, double *logp, double *mean_logit, const int32_t *target, int M, int V)
 {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < M; i++) {
         float *row = logits + (size_t)i * V;
-        float mx = row[0];
+        float mx = row[0], sum = 0.0f;
         for (int j = 1; j < V; j++)
             mx = row[j] > mx ? row[j] : mx;
+        if (mean_logit) {
+            for (int j = 0; j < V; j++)
+                sum += row[j];
+            mean_logit[i] = (double)sum / V;
+        }
         float zt = row[target[i]] - mx;
         float s = 0.0f;
         for (int j = 0; j < V; j++) {

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "prefer/train.h"
 #include "prefer/ckpt.h"
+#include "prefer/reflogp.h"
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/rng.h"
@@ -19,10 +20,40 @@
 #include <unistd.h>
 
 /* SFT example e = response e: prompt tokens then response tokens. */
-static int64_t example_len(const PrefData *d, int64_t e)
+static int prompt_len(const PrefData *d, int64_t p) { return (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]); }
+static int resp_len(const PrefData *d, int64_t r) { return (int)(d->response_offsets[r + 1] - d->response_offsets[r]); }
+static int64_t example_len(const PrefData *d, int64_t e) { return prompt_len(d, d->response_prompt[e]) + resp_len(d, e); }
+
+static int is_pref(const PreferConfig *cfg) { return strcmp(cfg->train.objective, "sft") != 0; }
+
+void trainer_model_shape(const PreferConfig *cfg, const PrefData *d, int *max_batch, int *max_seq)
 {
-    int64_t p = d->response_prompt[e];
-    return (d->prompt_offsets[p + 1] - d->prompt_offsets[p]) + (d->response_offsets[e + 1] - d->response_offsets[e]);
+    int ctx = cfg->model.context, B = cfg->train.micro_batch;
+    if (!is_pref(cfg)) {
+        *max_batch = B;
+        *max_seq = ctx;
+        return;
+    }
+    if (d->n_pairs < 1)
+        die_user("%s: no preference pairs for train.objective = \"%s\" (make pairs with prefer synth or prefer label)",
+                 cfg->train.data, cfg->train.objective);
+    int longest = 1;
+    for (int64_t i = 0; i < d->n_pairs; i++) {
+        int64_t c = d->pair_chosen[i], r = d->pair_rejected[i], p = d->response_prompt[c];
+        int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
+        if (lp < 1)
+            die_user("%s: pair %lld has an empty prompt; a response's first token needs at least one prompt token "
+                     "to be predicted from",
+                     cfg->train.data, (long long)i);
+        int need = lp + (lc > lr ? lc : lr) - 1;
+        if (need > ctx)
+            die_user("%s: pair %lld is %d tokens (prompt + longer response) with model.context = %d",
+                     cfg->train.data, (long long)i, need + 1, ctx);
+        int len = cfg->train.prefix_sharing ? lp + lc + lr : lp + (lc > lr ? lc : lr);
+        longest = len > longest ? len : longest;
+    }
+    *max_batch = cfg->train.prefix_sharing ? B : 2 * B;
+    *max_seq = longest;
 }
 
 void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt *model, int rank, int world)
@@ -33,20 +64,32 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
     t->model = model;
     t->rank = rank;
     t->world = world;
-    if (strcmp(cfg->train.objective, "sft") != 0)
-        die_user("train.objective = \"%s\" is not implemented yet (available: sft)", cfg->train.objective);
+    char err[512];
+    if (loss_spec_parse(&t->loss, cfg, err, sizeof err) != 0)
+        die_user("%s", err);
+    t->pref = is_pref(cfg);
+    t->share = cfg->train.prefix_sharing;
     if (data->vocab_size > model->d.vocab_size)
         die_user("the dataset's vocab_size %lld exceeds model.vocab_size %d", (long long)data->vocab_size,
                  model->d.vocab_size);
-    t->n_examples = data->n_responses;
-    if (t->n_examples < 1)
-        die_user("the dataset has no responses to train on");
-    for (int64_t e = 0; e < t->n_examples; e++) {
-        int64_t n = example_len(data, e);
-        if (n - 1 > model->d.context)
-            die_user("response %lld with its prompt is %lld tokens: more than model.context + 1 = %d "
-                     "(raise model.context or shorten the data)",
-                     (long long)e, (long long)n, model->d.context + 1);
+    int need_b, need_t;
+    trainer_model_shape(cfg, data, &need_b, &need_t);
+    if (model->max_batch < need_b || model->max_seq < need_t)
+        die("trainer_init: the model was sized for %d x %d, the data needs %d x %d", model->max_batch,
+            model->max_seq, need_b, need_t);
+    if (t->pref) {
+        t->n_examples = data->n_pairs;
+    } else {
+        t->n_examples = data->n_responses;
+        if (t->n_examples < 1)
+            die_user("%s: the dataset has no responses to train on", cfg->train.data);
+        for (int64_t e = 0; e < t->n_examples; e++) {
+            int64_t n = example_len(data, e);
+            if (n - 1 > model->d.context)
+                die_user("%s: response %lld with its prompt is %lld tokens: more than model.context + 1 = %d "
+                         "(raise model.context or shorten the data)",
+                         cfg->train.data, (long long)e, (long long)n, model->d.context + 1);
+        }
     }
     t->global_batch = (int64_t)world * cfg->train.micro_batch * cfg->train.grad_accum;
     t->sched = sched_parse(cfg->train.decay);
@@ -62,27 +105,33 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
     free(mask);
     t->perm_epoch = -1;
     t->perm = xmalloc(sizeof(int64_t) * (size_t)t->n_examples);
-    size_t N = (size_t)cfg->train.micro_batch * model->d.context;
+    size_t N = (size_t)model->max_batch * model->max_seq, NR = N + (size_t)model->max_batch;
+    int B = cfg->train.micro_batch;
     t->tok = xmalloc(sizeof(int32_t) * N);
-    t->tgt = xmalloc(sizeof(int32_t) * N);
-    t->mask = xmalloc(N);
-    t->dlogp = xmalloc(sizeof(float) * N);
-    t->seq_logp = xmalloc(sizeof(double) * cfg->train.micro_batch);
-    t->seq_ntok = xmalloc(sizeof(double) * cfg->train.micro_batch);
+    t->pos = xmalloc(sizeof(int32_t) * N);
+    t->skip = xmalloc(sizeof(int32_t) * 2 * (size_t)model->max_batch);
+    t->row = xmalloc(sizeof(int32_t) * NR);
+    t->tgt = xmalloc(sizeof(int32_t) * NR);
+    t->row_pair = xmalloc(sizeof(int32_t) * NR);
+    t->drow = xmalloc(sizeof(float) * NR);
+    t->row_logp = xmalloc(sizeof(double) * NR);
+    t->pairs = xcalloc((size_t)B, sizeof(PairLogps));
+    t->pl_loss = xmalloc(sizeof(double) * B);
+    t->dlc = xmalloc(sizeof(double) * B);
+    t->dlr = xmalloc(sizeof(double) * B);
 }
+
+void trainer_set_ref(Trainer *t, const double *ref_logp) { t->ref_logp = ref_logp; }
 
 void trainer_free(Trainer *t)
 {
     if (!t)
         return;
     adamw_free(&t->opt);
-    free(t->perm);
-    free(t->tok);
-    free(t->tgt);
-    free(t->mask);
-    free(t->dlogp);
-    free(t->seq_logp);
-    free(t->seq_ntok);
+    void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
+                    t->pairs, t->pl_loss, t->dlc, t->dlr};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
     memset(t, 0, sizeof *t);
 }
 
@@ -100,46 +149,111 @@ int64_t trainer_example_at(Trainer *t, int64_t q)
     return t->perm[q % t->n_examples];
 }
 
-/* Fill the batch buffers with examples ex[0..B); returns T (longest input). */
-static int build_batch(Trainer *t, const int64_t *ex, int B, double *targets, double *tokens)
+/* Append prompt p then response r as one sequence at tok/pos starting at offset `at`,
+ * positions from pos0; returns the new offset. */
+static int put_tokens(const int32_t *src, int n, int32_t *tok, int32_t *pos, int at, int pos0)
+{
+    for (int i = 0; i < n; i++) {
+        tok[at + i] = src[i];
+        pos[at + i] = pos0 + i;
+    }
+    return at + n;
+}
+
+/* Build the batch of examples ex[0..B). Fills tok/pos/skip (sequences Bs x T), the scored
+ * rows, and returns T. *Bs is the number of sequences. */
+static int build_batch(Trainer *t, const int64_t *ex, int B, int *Bs, int *nrows)
 {
     const PrefData *d = t->data;
-    int T = 1;
+    int T = 1, nr = 0;
+    if (!t->pref) {
+        for (int b = 0; b < B; b++) {
+            int n = (int)example_len(d, ex[b]) - 1;
+            T = n > T ? n : T;
+        }
+        size_t NT = (size_t)(unsigned)B * (unsigned)T;
+        memset(t->tok, 0, sizeof(int32_t) * NT);
+        for (size_t i = 0; i < NT; i++)
+            t->pos[i] = (int32_t)(i % (size_t)T);
+        for (int b = 0; b < B; b++) {
+            int64_t e = ex[b], p = d->response_prompt[e];
+            const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p], *rt = d->response_tokens + d->response_offsets[e];
+            int lp = prompt_len(d, p), lr = resp_len(d, e), n = lp + lr;
+            int32_t *x = t->tok + (size_t)b * T;
+            for (int i = 0; i + 1 < n; i++) {
+                x[i] = i < lp ? pt[i] : rt[i - lp];
+                if (i + 1 >= lp) {
+                    t->row[nr] = b * T + i;
+                    t->tgt[nr] = rt[i + 1 - lp];
+                    t->row_pair[nr] = b;
+                    nr++;
+                }
+            }
+        }
+        *Bs = B;
+        *nrows = nr;
+        return T;
+    }
+    /* pairs */
     for (int b = 0; b < B; b++) {
-        int n = (int)example_len(d, ex[b]) - 1;
+        int64_t c = d->pair_chosen[ex[b]], r = d->pair_rejected[ex[b]], p = d->response_prompt[c];
+        int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
+        int n = t->share ? lp + lc + lr : lp + (lc > lr ? lc : lr);
         T = n > T ? n : T;
     }
-    size_t NT = (size_t)(unsigned)B * (unsigned)T;
+    int S = t->share ? B : 2 * B;
+    size_t NT = (size_t)(unsigned)S * (unsigned)T;
     memset(t->tok, 0, sizeof(int32_t) * NT);
-    memset(t->tgt, 0, sizeof(int32_t) * NT);
-    memset(t->mask, 0, NT);
+    memset(t->pos, 0, sizeof(int32_t) * NT);
     for (int b = 0; b < B; b++) {
-        int64_t e = ex[b], p = d->response_prompt[e];
+        int64_t c = d->pair_chosen[ex[b]], r = d->pair_rejected[ex[b]], p = d->response_prompt[c];
         const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
-        int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]);
-        const int32_t *rt = d->response_tokens + d->response_offsets[e];
-        int lr = (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
-        int n = lp + lr;
-        int32_t *x = t->tok + (size_t)b * T, *y = t->tgt + (size_t)b * T;
-        uint8_t *mk = t->mask + (size_t)b * T;
-        for (int i = 0; i + 1 < n; i++) {
-            x[i] = i < lp ? pt[i] : rt[i - lp];
-            int j = i + 1;
-            y[i] = j < lp ? pt[j] : rt[j - lp];
-            mk[i] = j >= lp;
-            *targets += mk[i];
+        const int32_t *ct = d->response_tokens + d->response_offsets[c], *rt = d->response_tokens + d->response_offsets[r];
+        int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
+        if (t->share) {
+            int base = b * T;
+            int at = put_tokens(pt, lp, t->tok, t->pos, base, 0);
+            at = put_tokens(ct, lc, t->tok, t->pos, at, lp);
+            put_tokens(rt, lr, t->tok, t->pos, at, lp);
+            t->skip[2 * b] = lp;
+            t->skip[2 * b + 1] = lp + lc;
+            for (int k = 0; k < lc; k++) {
+                t->row[nr] = base + lp - 1 + k;
+                t->tgt[nr] = ct[k];
+                t->row_pair[nr++] = b;
+            }
+            for (int k = 0; k < lr; k++) {
+                t->row[nr] = base + (k == 0 ? lp - 1 : lp + lc + k - 1);
+                t->tgt[nr] = rt[k];
+                t->row_pair[nr++] = -1 - b;
+            }
+        } else {
+            int bc = (2 * b) * T, br = (2 * b + 1) * T;
+            put_tokens(ct, lc, t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, bc, 0), lp);
+            put_tokens(rt, lr, t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, br, 0), lp);
+            for (int k = 0; k < lc; k++) {
+                t->row[nr] = bc + lp - 1 + k;
+                t->tgt[nr] = ct[k];
+                t->row_pair[nr++] = b;
+            }
+            for (int k = 0; k < lr; k++) {
+                t->row[nr] = br + lp - 1 + k;
+                t->tgt[nr] = rt[k];
+                t->row_pair[nr++] = -1 - b;
+            }
         }
-        *tokens += n > 0 ? n - 1 : 0;
     }
+    *Bs = S;
+    *nrows = nr;
     return T;
 }
 
-void trainer_step(Trainer *t, StepStats *st)
+void trainer_grad(Trainer *t, StepStats *st)
 {
     const TrainConfig *tc = &t->cfg->train;
     Gpt *m = t->model;
+    const PrefData *d = t->data;
     int B = tc->micro_batch, A = tc->grad_accum;
-    double t0 = now_s();
     memset(st, 0, sizeof *st);
     int64_t base = t->step * t->global_batch;
     int64_t *ex = xmalloc(sizeof(int64_t) * (size_t)B * A);
@@ -149,36 +263,103 @@ void trainer_step(Trainer *t, StepStats *st)
             int64_t q = base + ((int64_t)a * t->world + t->rank) * B + b;
             ex[a * B + b] = trainer_example_at(t, q);
         }
-    /* scored tokens of the whole global batch, for the mean */
-    double cnt[2] = {0, 0}; /* targets, tokens */
-    for (int a = 0; a < A; a++) {
-        for (int b = 0; b < B; b++) {
-            int64_t e = ex[a * B + b], p = t->data->response_prompt[e];
-            int lp = (int)(t->data->prompt_offsets[p + 1] - t->data->prompt_offsets[p]);
-            int n = (int)example_len(t->data, e);
+    /* normaliser: scored tokens of the global batch (sft) or its number of pairs */
+    double cnt[2] = {0, 0}; /* scored tokens, input tokens */
+    for (int i = 0; i < A * B; i++) {
+        if (!t->pref) {
+            int64_t e = ex[i];
+            int lp = prompt_len(d, d->response_prompt[e]), n = (int)example_len(d, e);
             cnt[0] += n - (lp > 1 ? lp : 1);
             cnt[1] += n - 1;
+        } else {
+            int64_t c = d->pair_chosen[ex[i]], r = d->pair_rejected[ex[i]];
+            int lp = prompt_len(d, d->response_prompt[c]), lc = resp_len(d, c), lr = resp_len(d, r);
+            cnt[0] += lc + lr;
+            cnt[1] += t->share ? lp + lc + lr : 2 * lp + lc + lr;
         }
     }
     dist_allreduce_sum_f64(cnt, 2);
-    double total = cnt[0] > 0 ? cnt[0] : 1;
+    double norm = t->pref ? (double)t->global_batch : (cnt[0] > 0 ? cnt[0] : 1);
 
     gpt_zero_grad(m);
-    double loss_sum = 0, tg = 0, tk = 0;
+    double loss_sum = 0, logit_sum[4] = {0, 0, 0, 0}; /* sums of mean logits, rows: chosen, rejected */
+    LossMetrics lm, acc;
+    memset(&acc, 0, sizeof acc);
     for (int a = 0; a < A; a++) {
-        int T = build_batch(t, ex + a * B, B, &tg, &tk);
-        gpt_forward(m, t->tok, t->tgt, t->mask, B, T, NULL, t->seq_logp, t->seq_ntok);
-        for (int b = 0; b < B; b++)
-            loss_sum -= t->seq_logp[b];
-        for (size_t i = 0; i < (size_t)B * T; i++)
-            t->dlogp[i] = t->mask[i] ? (float)(-1.0 / total) : 0.0f;
-        gpt_backward(m, t->dlogp, NULL, NULL);
+        int Bs, nr;
+        int T = build_batch(t, ex + a * B, B, &Bs, &nr);
+        gpt_forward_rows(m, t->tok, t->pos, t->pref && t->share ? t->skip : NULL, Bs, T, nr, t->row, t->tgt,
+                         t->row_logp);
+        if (!t->pref) {
+            for (int r = 0; r < nr; r++) {
+                loss_sum -= t->row_logp[r];
+                t->drow[r] = (float)(-1.0 / norm);
+            }
+        } else {
+            const double *ml = gpt_row_logit_mean(m);
+            for (int b = 0; b < B; b++) {
+                int64_t c = d->pair_chosen[ex[a * B + b]], r = d->pair_rejected[ex[a * B + b]];
+                PairLogps *pl = &t->pairs[b];
+                memset(pl, 0, sizeof *pl);
+                pl->len_c = resp_len(d, c);
+                pl->len_r = resp_len(d, r);
+                pl->ref_c = t->ref_logp ? t->ref_logp[c] : 0.0;
+                pl->ref_r = t->ref_logp ? t->ref_logp[r] : 0.0;
+            }
+            for (int r = 0; r < nr; r++) {
+                int pr = t->row_pair[r];
+                if (pr >= 0) {
+                    t->pairs[pr].logp_c += t->row_logp[r];
+                    logit_sum[0] += ml[r];
+                    logit_sum[2] += 1;
+                } else {
+                    t->pairs[-1 - pr].logp_r += t->row_logp[r];
+                    logit_sum[1] += ml[r];
+                    logit_sum[3] += 1;
+                }
+            }
+            loss_batch(&t->loss, B, t->pairs, t->pl_loss, t->dlc, t->dlr, &lm);
+            loss_metrics_add(&acc, &lm);
+            for (int r = 0; r < nr; r++) {
+                int pr = t->row_pair[r];
+                t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / norm);
+            }
+        }
+        gpt_backward_rows(m, t->drow, NULL, NULL);
     }
     free(ex);
     dist_allreduce_sum_f32(m->grads, m->num_params);
-    double sums[1] = {loss_sum};
-    dist_allreduce_sum_f64(sums, 1);
-    st->loss = sums[0] / total;
+    if (!t->pref) {
+        dist_allreduce_sum_f64(&loss_sum, 1);
+        st->loss = loss_sum / norm;
+    } else {
+        dist_allreduce_sum_f64((double *)&acc, LOSS_METRICS_NDOUBLE);
+        dist_allreduce_sum_f64(logit_sum, 4);
+        double n = acc.n > 0 ? acc.n : 1;
+        st->loss = acc.loss / n;
+        st->rewards_chosen = acc.rewards_chosen / n;
+        st->rewards_rejected = acc.rewards_rejected / n;
+        st->rewards_margins = acc.rewards_margins / n;
+        st->rewards_accuracies = acc.rewards_accuracies / n;
+        st->logps_chosen = acc.logps_chosen / n;
+        st->logps_rejected = acc.logps_rejected / n;
+        /* TRL: mean logit over the vocabulary and the response tokens of each branch */
+        st->logits_chosen = logit_sum[0] / (logit_sum[2] > 0 ? logit_sum[2] : 1);
+        st->logits_rejected = logit_sum[1] / (logit_sum[3] > 0 ? logit_sum[3] : 1);
+    }
+    st->tokens = cnt[1];
+    st->targets = cnt[0];
+    st->examples = (double)t->global_batch;
+}
+
+void trainer_step(Trainer *t, StepStats *st)
+{
+    const TrainConfig *tc = &t->cfg->train;
+    Gpt *m = t->model;
+    double t0 = now_s();
+    trainer_grad(t, st);
+    if (t->pref)
+        loss_bco_update(&t->loss, (st->rewards_chosen + st->rewards_rejected) / 2);
     st->grad_norm = grad_clip(m->grads, m->num_params, tc->grad_clip);
     if (!isfinite(st->loss) || !isfinite(st->grad_norm))
         die("step %lld: loss %g, gradient norm %g: not finite; stopping without a checkpoint "
@@ -187,8 +368,6 @@ void trainer_step(Trainer *t, StepStats *st)
     st->lr = sched_lr(t->sched, tc->lr, tc->min_lr_frac, tc->warmup_steps, tc->steps, (int)t->step);
     adamw_step(&t->opt, m->params, m->grads, st->lr);
     t->step++;
-    st->tokens = cnt[1];
-    st->targets = cnt[0];
     st->seconds = now_s() - t0;
 }
 
@@ -262,6 +441,69 @@ static void save_ckpt(const Trainer *t, const char *dir)
     free(tmp);
 }
 
+/* Reference log-probs of every response: from the dataset file's cache when it holds an
+ * entry for this reference, else computed by all ranks and (rank 0) added to the cache. */
+static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, int rank, int world)
+{
+    const char *ref = cfg->train.ref && *cfg->train.ref ? cfg->train.ref : cfg->model.init_from;
+    if (!ref || !*ref)
+        die_user("train.objective = \"%s\" needs a reference model: set train.ref (or model.init_from) to a "
+                 "checkpoint, e.g. the SFT model",
+                 cfg->train.objective);
+    double t0 = now_s();
+    GptDims d;
+    char err[1024];
+    if (ckpt_read_dims(ref, &d, err, sizeof err) != 0)
+        die_user("reference: %s", err);
+    int longest = 1;
+    for (int64_t r = 0; r < data->n_responses; r++) {
+        int n = prompt_len(data, data->response_prompt[r]) + resp_len(data, r) - 1;
+        longest = n > longest ? n : longest;
+    }
+    if (longest > d.context)
+        die_user("reference %s: context %d is shorter than the longest prompt + response (%d)", ref, d.context,
+                 longest + 1);
+    Gpt m;
+    int batch = cfg->train.micro_batch * 2;
+    gpt_init_seq(&m, &d, batch, longest);
+    ckpt_load(ref, &m, NULL, NULL);
+    char hash[17];
+    reflogp_model_hash(&m, hash);
+    double *v = xmalloc(sizeof(double) * (size_t)data->n_responses);
+    int found = 0;
+    if (strcmp(cfg->train.ref_cache, "off") != 0) {
+        /* rank 0 reads, everyone gets the verdict and the values */
+        int64_t st = 0;
+        if (rank == 0) {
+            st = reflogp_cache_read(cfg->train.data, hash, data, v, err, sizeof err);
+            if (st < 0)
+                die_user("%s", err);
+            if (st == 0 && !strcmp(cfg->train.ref_cache, "require"))
+                die_user("%s (train.ref_cache = \"require\")", err);
+        }
+        dist_bcast(&st, sizeof st, 0);
+        if (st == 1) {
+            dist_bcast(v, sizeof(double) * (size_t)data->n_responses, 0);
+            found = 1;
+        }
+    }
+    if (found) {
+        say("reference: %s (hash %s): log-probs of %lld responses from the cache in %s\n", ref, hash,
+            (long long)data->n_responses, cfg->train.data);
+    } else {
+        reflogp_compute(&m, data, rank, world, batch, v);
+        say("reference: %s (hash %s): computed log-probs of %lld responses in %.1f s\n", ref, hash,
+            (long long)data->n_responses, now_s() - t0);
+        if (rank == 0 && strcmp(cfg->train.ref_cache, "off") != 0) {
+            reflogp_cache_write(cfg->train.data, hash, data, v, ref);
+            say("reference: cached as /ref_logp/%s in %s\n", hash, cfg->train.data);
+        }
+        dist_barrier();
+    }
+    gpt_free(&m);
+    return v;
+}
+
 int cmd_train(int argc, char **argv)
 {
     CliArgs a;
@@ -280,38 +522,57 @@ int cmd_train(int argc, char **argv)
     PrefData data;
     prefdata_read(cfg.train.data, cfg.model.vocab_size, &data);
     GptDims d = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
+    int max_batch, max_seq;
+    trainer_model_shape(&cfg, &data, &max_batch, &max_seq);
     Gpt m;
-    gpt_init(&m, &d, cfg.train.micro_batch);
+    gpt_init_seq(&m, &d, max_batch, max_seq);
     gpt_init_weights(&m, (uint64_t)cfg.train.seed, cfg.model.init_std);
     if (cfg.model.init_from && *cfg.model.init_from)
         ckpt_load(cfg.model.init_from, &m, NULL, NULL);
     Trainer t;
     trainer_init(&t, &cfg, &data, &m, rank, world);
+    double *ref = NULL;
+    if (t.pref && loss_needs_ref(&t.loss)) {
+        ref = prepare_ref(&cfg, &data, rank, world);
+        trainer_set_ref(&t, ref);
+    }
     if (cfg.train.resume && *cfg.train.resume)
         trainer_load(&t, cfg.train.resume);
     dist_bcast(m.params, sizeof(float) * m.num_params, 0);
     if (rank == 0)
         mkdir_p(cfg.train.out_dir);
-    say("train: %s on %s: %lld examples, %zu parameters, global batch %lld (%d ranks x %d x %d), %d steps\n",
-        cfg.train.objective, cfg.train.data, (long long)t.n_examples, m.num_params, (long long)t.global_batch, world,
-        cfg.train.micro_batch, cfg.train.grad_accum, cfg.train.steps);
+    char desc[256] = "sft";
+    if (t.pref)
+        loss_spec_describe(&t.loss, desc, sizeof desc);
+    say("train: %s on %s: %lld %s, %zu parameters, global batch %lld (%d ranks x %d x %d), %d steps%s\n", desc,
+        cfg.train.data, (long long)t.n_examples, t.pref ? "pairs" : "examples", m.num_params,
+        (long long)t.global_batch, world, cfg.train.micro_batch, cfg.train.grad_accum, cfg.train.steps,
+        t.pref ? (t.share ? ", prefix sharing" : ", no prefix sharing") : "");
 
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
+    StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
-        StepStats st;
         trainer_step(&t, &st);
         tok_window += st.tokens;
         time_window += st.seconds;
         loss = st.loss;
-        if (isnan(first_loss))
+        if (isnan(first_loss)) {
             first_loss = st.loss;
+            first = st;
+        }
         if (t.step % cfg.train.log_every == 0 || t.step == cfg.train.steps || t.step == 1) {
             double rate = tok_window / (time_window > 0 ? time_window : 1);
             double per_step = (now_s() - t_start) / (double)t.step;
             char eta[32];
             fmt_eta(eta, sizeof eta, per_step * (double)(cfg.train.steps - t.step));
-            say("step %6lld/%d | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | ETA %s\n", (long long)t.step,
-                cfg.train.steps, st.loss, st.lr, st.grad_norm, rate, eta);
+            if (t.pref)
+                say("step %6lld/%d | loss %.4f | acc %.3f | margin %+.4f | logps c %.2f r %.2f | lr %.2e | "
+                    "grad_norm %.3f | %.0f tok/s | ETA %s\n",
+                    (long long)t.step, cfg.train.steps, st.loss, st.rewards_accuracies, st.rewards_margins,
+                    st.logps_chosen, st.logps_rejected, st.lr, st.grad_norm, rate, eta);
+            else
+                say("step %6lld/%d | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | ETA %s\n", (long long)t.step,
+                    cfg.train.steps, st.loss, st.lr, st.grad_norm, rate, eta);
             tok_window = time_window = 0;
         }
         if (cfg.train.ckpt_every > 0 && t.step % cfg.train.ckpt_every == 0 && t.step < cfg.train.steps)
@@ -319,6 +580,11 @@ int cmd_train(int argc, char **argv)
     }
     save_ckpt(&t, cfg.train.out_dir);
     say("train: done in %.1f s; loss %.4f -> %.4f\n", now_s() - t_start, first_loss, loss);
+    if (t.pref)
+        say("train: logps/chosen %.3f -> %.3f, logps/rejected %.3f -> %.3f, accuracy %.3f -> %.3f\n",
+            first.logps_chosen, st.logps_chosen, first.logps_rejected, st.logps_rejected, first.rewards_accuracies,
+            st.rewards_accuracies);
+    free(ref);
     trainer_free(&t);
     gpt_free(&m);
     prefdata_free(&data);
