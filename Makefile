@@ -41,7 +41,7 @@ endif
 ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-WFLAGS := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+WFLAGS := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-psabi
 ALL_CFLAGS := -std=gnu11 -fopenmp -fno-math-errno $(WFLAGS) -Iinclude $(PKG_CFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
 ALL_LDFLAGS := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LIBS := $(PKG_LIBS) $(MPI_LIBS) -lm

@@ -8,6 +8,8 @@
 #include "prefer/cli.h"
 #include "prefer/config.h"
 #include "prefer/gpt.h"
+#include "prefer/prefdata.h"
+#include "prefer/train.h"
 #include "prefer/rng.h"
 #include "prefer/runtime.h"
 #include "prefer/util.h"
@@ -52,11 +54,81 @@ static double time_shape(const Shape *s, float *A, float *B, float *Cm, int reps
     return (now_s() - t0) / reps;
 }
 
+
+/* DPO step throughput with and without prefix sharing: pairs whose prompt is as long as
+ * each response (half the context each), micro_batch pairs per step, reference log-probs
+ * fixed (the cache makes them free in training). Returns pairs/s; *tok_s counts the
+ * distinct tokens of the pairs (prompt + chosen + rejected) per second. */
+static double bench_dpo(const PreferConfig *base, int share, int iters, double *tok_s)
+{
+    PreferConfig cfg = *base; /* shallow: strings stay owned by base */
+    cfg.train.objective = (char *)"dpo";
+    cfg.train.loss_weights = (char *)"";
+    cfg.train.prefix_sharing = share;
+    cfg.train.grad_accum = 1;
+    int B = cfg.train.micro_batch, half = cfg.model.context / 2, V = cfg.model.vocab_size;
+    PrefData d;
+    memset(&d, 0, sizeof d);
+    int64_t P = B * 4;
+    d.n_prompts = P;
+    d.n_responses = 2 * P;
+    d.n_pairs = P;
+    d.vocab_size = V;
+    d.prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)P * half);
+    d.prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(P + 1));
+    d.response_tokens = xmalloc(sizeof(int32_t) * (size_t)2 * P * half);
+    d.response_offsets = xmalloc(sizeof(int64_t) * (size_t)(2 * P + 1));
+    d.response_prompt = xmalloc(sizeof(int64_t) * (size_t)2 * P);
+    d.pair_chosen = xmalloc(sizeof(int64_t) * (size_t)P);
+    d.pair_rejected = xmalloc(sizeof(int64_t) * (size_t)P);
+    Rng r;
+    rng_init(&r, 11, 0);
+    for (int64_t i = 0; i < P * half; i++)
+        d.prompt_tokens[i] = (int32_t)rng_below(&r, V);
+    for (int64_t i = 0; i < 2 * P * half; i++)
+        d.response_tokens[i] = (int32_t)rng_below(&r, V);
+    for (int64_t p = 0; p <= P; p++)
+        d.prompt_offsets[p] = p * half;
+    for (int64_t e = 0; e <= 2 * P; e++)
+        d.response_offsets[e] = e * half;
+    for (int64_t p = 0; p < P; p++) {
+        d.response_prompt[2 * p] = d.response_prompt[2 * p + 1] = p;
+        d.pair_chosen[p] = 2 * p;
+        d.pair_rejected[p] = 2 * p + 1;
+    }
+    double *ref = xcalloc((size_t)2 * P, sizeof(double));
+    int mb, ms;
+    trainer_model_shape(&cfg, &d, &mb, &ms);
+    GptDims dims = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
+    Gpt m;
+    gpt_init_seq(&m, &dims, mb, ms);
+    gpt_init_weights(&m, 1, cfg.model.init_std);
+    Trainer t;
+    trainer_init(&t, &cfg, &d, &m, 0, 1);
+    trainer_set_ref(&t, ref);
+    StepStats st;
+    trainer_grad(&t, &st); /* warm */
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++) {
+        t.step = i;
+        trainer_grad(&t, &st);
+    }
+    double dt = (now_s() - t0) / iters;
+    *tok_s = (double)B * 3 * half / dt;
+    trainer_free(&t);
+    gpt_free(&m);
+    free(ref);
+    prefdata_free(&d);
+    return B / dt;
+}
+
 static void usage(void)
 {
     printf("usage: prefer bench CONFIG [--set k=v ...] [--quick]\n\n"
            "Times forward+backward of the model in CONFIG (model.*, batch train.micro_batch x\n"
            "model.context tokens, every position scored) and OpenBLAS sgemm on the same shapes.\n"
+           "Then a DPO step with and without prefix sharing (prompt as long as each response):\n"
+           "  bench-dpo: pairs_per_s=X tokens_per_s=Y prefix_speedup=S\n"
            "Last line: bench: tokens_per_s=X model_gflops=Y sgemm_gflops=Z ratio=R kernel=K\n"
            "Threads: runtime.threads (0 = auto; OPENBLAS_NUM_THREADS is honoured).\n"
            "--quick: fewer repetitions (for tests).\n");
@@ -145,8 +217,15 @@ int cmd_bench(int argc, char **argv)
     double ceiling = gemm_flops / gemm_time;
     gpt_set_threads(threads);
     double model_rate = flops / step;
+    /* DPO pairs, with and without prefix sharing */
+    double tok_sh = 0, tok_un = 0;
+    double pps_sh = bench_dpo(&cfg, 1, quick ? 1 : 3, &tok_sh);
+    double pps_un = bench_dpo(&cfg, 0, quick ? 1 : 3, &tok_un);
     say("bench: step %.1f ms (best %.1f ms) over %d iterations; sgemm share of model FLOPs %.1f%%\n", step * 1e3,
         best * 1e3, iters, 100.0 * gemm_flops / flops);
+    say("bench-dpo: %d pairs per step, prompt = chosen = rejected = %d tokens; without prefix sharing %.2f pairs/s\n",
+        cfg.train.micro_batch, d.context / 2, pps_un);
+    say("bench-dpo: pairs_per_s=%.2f tokens_per_s=%.0f prefix_speedup=%.3f\n", pps_sh, tok_sh, pps_sh / pps_un);
     say("bench: tokens_per_s=%.0f model_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f kernel=%s\n", N / step,
         model_rate * 1e-9, ceiling * 1e-9, model_rate / ceiling, runtime_blas_core());
     free(A);

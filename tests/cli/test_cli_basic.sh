@@ -41,7 +41,7 @@ if cmp -s "$T/ref.cfg" configs/reference.cfg; then ok "configs/reference.cfg cur
 for f in configs/*.cfg; do "$P" config "$f" >/dev/null 2>&1 && ok "valid: $f" || bad "invalid shipped config $f"; done
 
 # synth, info, train
-"$P" synth --set synth.out="$T/sft.h5" --set synth.n_prompts=64 >/dev/null && ok "synth" || bad "synth"
+"$P" synth --set synth.sft_out="$T/sft.h5" --set synth.out="$T/train.h5" --set synth.heldout_out="$T/heldout.h5" --set synth.n_prompts=64 --set synth.n_heldout=8 >/dev/null && ok "synth" || bad "synth"
 "$P" info "$T/sft.h5" | grep -q "prompts *64" && ok "info on a dataset" || bad "info on a dataset"
 echo "not hdf5" >"$T/junk.h5"
 expect_fail "info on junk" "junk.h5" "$P" info "$T/junk.h5"
