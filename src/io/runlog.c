@@ -351,7 +351,7 @@ static void resume_record(RunLog *rl, double step)
 void runlog_row(RunLog *rl, const char *table, int n, const char *const *names,
                 const double *values)
 {
-    if (rl->resume_pending && table && !strcmp(table, "steps")) {
+    if (rl->resume_pending && table && !strcmp(table, "steps") && names && values) {
         double step = NAN;
         for (int i = 0; i < n; i++)
             if (names && names[i] && !strcmp(names[i], "step"))
@@ -546,7 +546,7 @@ RunLog *runlog_open(const char *path, const char *config_text, int resume, int f
     int exists = stat(path, &st) == 0;
     if (exists && !resume)
         die_user("%s already exists and prefer never overwrites a run log: use a new "
-                 "train.out_dir, or continue that run with train.resume (the log is then "
+                 "train.out_dir, or continue that run with train.resume (its run log is then "
                  "appended to)",
                  path);
     if (exists && !S_ISREG(st.st_mode))
@@ -584,12 +584,25 @@ RunLog *runlog_open(const char *path, const char *config_text, int resume, int f
     H5Pclose(fapl);
     if (rl->file < 0)
         die_user("cannot open the run log %s for appending (is it writable?)", path);
+    /* Name what the file is before h5u_check_header judges the version. */
+    char *fmt = h5u_read_attr_str(rl->file, "format");
+    if (!fmt || strcmp(fmt, RUNLOG_FORMAT) != 0) {
+        char what[256];
+        if (fmt)
+            snprintf(what, sizeof what, "its format attribute is '%.200s'", fmt);
+        else
+            snprintf(what, sizeof what, "it has no format attribute");
+        free(fmt);
+        H5Fclose(rl->file);
+        die_user("%s is not a prefer run log (%s, expected '%s'): refusing to append to it "
+                 "(move it away or use a new train.out_dir)",
+                 path, what, RUNLOG_FORMAT);
+    }
+    free(fmt);
     char err[1024];
     if (h5u_check_header(rl->file, path, RUNLOG_FORMAT, RUNLOG_VERSION, err, sizeof err) != 0) {
         H5Fclose(rl->file);
-        die_user("%s; refusing to append a run log to it (move it away or use a new "
-                 "train.out_dir)",
-                 err);
+        die_user("%s; refusing to append to this run log", err);
     }
     load_tables(rl);
     rl->resume_pending = 1;
