@@ -16,8 +16,12 @@ for b in $BETAS; do
     $RUN train $CFG --set train.objective=$OBJ --set loss.beta=$b --set train.data=demo-out/prefs.h5 \
         --set model.init_from=demo-out/sft/latest.h5 --set train.out_dir=$OUT/beta-$b \
         --set train.steps=$STEPS --set train.micro_batch=32 --set train.lr=1e-3 --set train.log_every=1000 >"$OUT/train-$b.txt"
-    $RUN eval $CFG --set eval.policy=$OUT/beta-$b/latest.h5 >"$OUT/eval-$b.txt"
+    $RUN eval $CFG --set eval.policy=$OUT/beta-$b/latest.h5 --set eval.out=$OUT/eval-$b.h5 >"$OUT/eval-$b.txt"
 done
+$RUN eval $CFG --set eval.policy=demo-out/sft/latest.h5 --set eval.out=$OUT/eval-ref.h5 >/dev/null
+if /usr/bin/python3 -c 'import h5py, matplotlib' 2>/dev/null; then
+    /usr/bin/python3 analysis/frontier.py $OUT/eval-ref.h5 $OUT/eval-*[0-9].h5 -o $OUT/frontier.png
+fi
 echo "$OBJ beta sweep on held-out prompts ($STEPS steps each)"
 echo "beta      reward (+-se)        KL(pi||ref)  win rate  optimum reward at that KL"
 for b in $BETAS; do

@@ -108,6 +108,8 @@ typedef struct {
     int max_len;
     int64_t seed;
     int batch;
+    char *out;          /* results file (HDF5, format prefer.eval); "" = none */
+    int frontier_points; /* points of the exact optimum's reward/KL curve written to out */
 } EvalConfig;
 
 typedef struct {

@@ -141,6 +141,8 @@ static const KeySpec KEYS[] = {
     K_INT("eval.max_len", eval.max_len, "16", "[1, 1048576]", "most tokens per sampled response (end token 0 included)"),
     K_INT64("eval.seed", eval.seed, "2024", "[0, inf)", "seed of the samples (the same for every number of ranks)"),
     K_INT("eval.batch", eval.batch, "64", "[1, 65536]", "sequences per forward pass"),
+    K_STRING("eval.out", eval.out, "", 0, "results file (HDF5, format prefer.eval: every number printed, the policy's config, the exact frontier); \"\" = none"),
+    K_INT("eval.frontier_points", eval.frontier_points, "16", "[0, 1000]", "points of the exact optimum's reward/KL curve written to eval.out (synthetic task)"),
 };
 
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))

@@ -18,6 +18,7 @@
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/gpt.h"
+#include "prefer/h5util.h"
 #include "prefer/prefdata.h"
 #include "prefer/reflogp.h"
 #include "prefer/runtime.h"
@@ -102,6 +103,62 @@ static void kl_along(Gpt *pol, Gpt *ref, const PrefData *pr, int64_t p_begin, co
     free(lp1);
     free(lp2);
     free(p1);
+}
+
+
+/* The results file: every printed number as a root attribute, the policy's own config
+ * (from its checkpoint), and the exact optimum's reward/KL curve over these prompts. */
+static void write_results(const PreferConfig *cfg, const SynthTask *task, int64_t P, const double *num,
+                          const char *const *names, int n)
+{
+    const EvalConfig *ec = &cfg->eval;
+    h5u_init();
+    char *tmp = h5u_tmp_name(ec->out);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        die_user("%s: cannot create the eval results file", tmp);
+    char *text = config_to_text(cfg);
+    h5u_write_header(f, "prefer.eval", 1, text);
+    free(text);
+    h5u_attr_str(f, "policy", ec->policy);
+    h5u_attr_str(f, "ref", ec->ref);
+    h5u_attr_str(f, "data", ec->data);
+    for (int i = 0; i < n; i++)
+        h5u_attr_f64(f, names[i], num[i]);
+    hid_t pf = H5Fopen(ec->policy, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (pf >= 0) {
+        char *pc = h5u_read_attr_str(pf, "config");
+        h5u_attr_str(f, "policy_config", pc ? pc : "");
+        free(pc);
+        H5Fclose(pf);
+    }
+    if (task && ec->frontier_points > 0) {
+        int k = ec->frontier_points;
+        double *b = xmalloc(sizeof(double) * k), *kl = xmalloc(sizeof(double) * k), *rw = xmalloc(sizeof(double) * k);
+        for (int j = 0; j < k; j++) {
+            /* beta from 100 down to 0.01 times the reward scale, log-spaced */
+            b[j] = task->reward_scale * pow(10.0, 2.0 - 4.0 * j / (k > 1 ? k - 1 : 1));
+            kl[j] = rw[j] = 0;
+            for (int64_t p = 0; p < P; p++) {
+                double r, d;
+                synth_optimum(task, p, b[j], &r, &d);
+                rw[j] += r / P;
+                kl[j] += d / P;
+            }
+        }
+        hsize_t dims[1] = {(hsize_t)k};
+        h5u_write_array(f, "/frontier/beta", H5T_NATIVE_DOUBLE, 1, dims, b);
+        h5u_write_array(f, "/frontier/kl", H5T_NATIVE_DOUBLE, 1, dims, kl);
+        h5u_write_array(f, "/frontier/reward", H5T_NATIVE_DOUBLE, 1, dims, rw);
+        free(b);
+        free(kl);
+        free(rw);
+    }
+    if (H5Fclose(f) < 0)
+        die_user("%s: closing the eval results file failed", tmp);
+    h5u_commit(tmp, ec->out);
+    free(tmp);
+    say("eval: results in %s\n", ec->out);
 }
 
 static void usage(void)
@@ -230,10 +287,13 @@ int cmd_eval(int argc, char **argv)
     double kl = s[4] / nr, win = s[5] / nr, acc = s[9] > 0 ? s[8] / s[9] : NAN;
     say("eval: %s against %s on %lld prompts of %s, %d samples each (%.1f s)\n", ec->policy, ec->ref, (long long)P,
         ec->data, K, now_s() - t0);
+    double opt = NAN, beta = NAN, teacher = NAN;
     if (have_task) {
         say("eval: true reward   policy %.4f +- %.4f   reference %.4f +- %.4f   (difference %.2f standard errors)\n",
             reward, se, reward_ref, se_ref, (reward - reward_ref) / sqrt(se * se + se_ref * se_ref + 1e-300));
-        double opt = NAN, beta = NAN, teacher = NAN;
+        opt = NAN;
+        beta = NAN;
+        teacher = NAN;
         int frc = synth_frontier(&task, NULL, P, kl, &opt, &beta);
         synth_frontier(&task, NULL, P, 0, &teacher, NULL);
         say("eval: exact optimum at the policy's KL %.4f: reward %.4f (beta %.4g%s); teacher's reward %.4f\n", kl, opt,
@@ -242,6 +302,13 @@ int cmd_eval(int argc, char **argv)
         say("eval: %s is not a file of the synthetic task: no true reward (%s)\n", ec->data, err);
     }
     say("eval: sample log-ratio E[log pi - log ref] = %.4f (a Monte Carlo estimate of the same KL)\n", s[10] / nr);
+    if (ec->out && *ec->out && rank == 0) {
+        static const char *const names[] = {"reward", "reward_se", "reward_ref", "reward_ref_se", "kl", "kl_mc",
+                                            "win_rate", "pref_acc", "optimum_reward", "optimum_beta",
+                                            "teacher_reward", "n_prompts", "n_samples"};
+        double num[] = {reward, se, reward_ref, se_ref, kl, s[10] / nr, win, acc, opt, beta, teacher, (double)P, K};
+        write_results(&cfg, have_task ? &task : NULL, P, num, names, (int)(sizeof num / sizeof num[0]));
+    }
     say("eval: reward=%.4f reward_ref=%.4f kl=%.4f win_rate=%.4f pref_acc=%.4f\n", reward, reward_ref, kl, win, acc);
     sample_out_free(&so_pol);
     sample_out_free(&so_ref);

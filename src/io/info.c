@@ -13,6 +13,7 @@
 #include "prefer/dist.h"
 #include "prefer/h5util.h"
 #include "prefer/prefdata.h"
+#include "prefer/runlog.h"
 #include "prefer/util.h"
 
 #include <errno.h>
@@ -35,6 +36,8 @@ static const char *usage =
     "                     the config it was made with (the whole file is validated)\n"
     "  prefer.checkpoint  model dims, step, optimizer state, every tensor with its shape\n"
     "                     (every value is checked to be finite)\n"
+    "  prefer.runlog      run log: attributes, tables with columns and row counts, the\n"
+    "                     last row of /steps (readable while training runs)\n"
     "Any other HDF5 file: its format attribute and its objects.\n"
     "Exit status: 0 for a valid prefer file, 1 for a missing, foreign or invalid one.\n"
     "Formats are documented in docs/formats.md.\n";
@@ -423,6 +426,8 @@ static int info_file(const char *path)
         rc = info_prefdata(path, f);
     else if (fmt && !strcmp(fmt, CKPT_FORMAT))
         rc = info_ckpt(path, f);
+    else if (fmt && !strcmp(fmt, RUNLOG_FORMAT))
+        rc = runlog_info(path, f);
     else
         rc = info_other(path, f);
     free(fmt);

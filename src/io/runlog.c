@@ -672,6 +672,7 @@ static herr_t info_attr_cb(hid_t loc, const char *name, const H5A_info_t *ai, vo
     } else {
         say("    %-20s (not a scalar string or number)\n", name);
     }
+    ++*(int *)op;
     return 0;
 }
 
@@ -726,17 +727,21 @@ static int info_table(const char *path, hid_t f, const char *name)
         if (ds >= 0)
             H5Dclose(ds);
     }
-    say("  table /%-12s %llu rows, %d column%s\n", name,
-        (unsigned long long)(cols.n ? len[0] : 0), cols.n, cols.n == 1 ? "" : "s");
+    hsize_t rows = 0;
+    for (int i = 0; i < cols.n; i++)
+        rows = len[i] > rows ? len[i] : rows;
+    say("  table /%-12s %llu rows, %d column%s\n", name, (unsigned long long)rows, cols.n,
+        cols.n == 1 ? "" : "s");
     if (uneven) {
+        for (int i = 0; i < cols.n; i++)
+            say("      %-28s %llu rows\n", cols.names[i], (unsigned long long)len[i]);
         fprintf(stderr,
                 "prefer info: %s: the columns of /%s differ in length (a crash during a flush?); "
                 "resuming the run pads them with NaN\n",
                 path, name);
         bad++;
-    }
-    if (!strcmp(name, "steps") && cols.n && len[0] > 0) {
-        say("    last row (%llu):\n", (unsigned long long)len[0] - 1);
+    } else if (!strcmp(name, "steps") && rows > 0) {
+        say("    last row (index %llu):\n", (unsigned long long)rows - 1);
         for (int i = 0; i < cols.n; i++)
             say("      %-28s %.6g\n", cols.names[i], last[i]);
     } else if (cols.n) {
@@ -811,7 +816,10 @@ int runlog_info(const char *path, hid_t f)
     free(cfg);
     say("  attributes:\n");
     hsize_t aidx = 0;
-    H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &aidx, info_attr_cb, NULL);
+    int n_attrs = 0;
+    H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &aidx, info_attr_cb, &n_attrs);
+    if (n_attrs == 0)
+        say("    (none besides the common ones)\n");
 
     NameList tabs = {0};
     list_links(f, 0, table_link_cb, &tabs);

@@ -60,14 +60,19 @@ static inline KvVec kv_load(const float *p)
     return v;
 }
 
-/* Sum of the lanes, then of the scalar tail, in a fixed order. */
+/* Sum of the lanes plus tail (KV_LANES floats, or NULL for none), as a fixed tree: lanes
+ * i and i + 8, then i and i + 4, ... The same order for every call. */
 static inline float kv_reduce(KvVec acc, const float *tail)
 {
-    float l[KV_LANES], s = 0.0f;
+    float l[KV_LANES];
     memcpy(l, &acc, sizeof l);
-    for (int i = 0; i < KV_LANES; i++)
-        s += l[i] + tail[i];
-    return s;
+    if (tail)
+        for (int i = 0; i < KV_LANES; i++)
+            l[i] += tail[i];
+    for (int h = KV_LANES / 2; h >= 1; h /= 2)
+        for (int i = 0; i < h; i++)
+            l[i] += l[i + h];
+    return l[0];
 }
 
 /* x . y over n floats: KV_LANES strided partial sums, the last n % KV_LANES products as a
@@ -78,6 +83,8 @@ static inline float kv_dot(const float *x, const float *y, int n)
     KvVec acc = {0};
     for (int k = 0; k < nf; k += KV_LANES)
         acc += kv_load(x + k) * kv_load(y + k);
+    if (nf == n)
+        return kv_reduce(acc, NULL);
     float tail[KV_LANES] = {0};
     for (int k = nf; k < n; k++)
         tail[k - nf] = x[k] * y[k];
@@ -119,7 +126,7 @@ static void kv_matmul(float *out, const float *inp, const float *w, const float 
                     t1[k - kf] = a[i][k] * w1[k];
                 }
                 float *y = out + (size_t)(r0 + i) * OC;
-                float s0 = kv_reduce(acc0[i], t0), s1 = kv_reduce(acc1[i], t1);
+                float s0 = kv_reduce(acc0[i], kf < K ? t0 : NULL), s1 = kv_reduce(acc1[i], kf < K ? t1 : NULL);
                 y[o0] = bias ? bias[o0] + s0 : s0;
                 y[o1] = bias ? bias[o1] + s1 : s1;
             }

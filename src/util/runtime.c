@@ -62,8 +62,9 @@ int runtime_setup(const RuntimeConfig *rc, int verbose)
         __builtin_cpu_init();
         int avx512 = __builtin_cpu_supports("avx512f");
         if (avx512 && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen") || !strcasecmp(core, "Sandybridge")))
-            say("prefer: this CPU has AVX-512 but OpenBLAS runs its %s (AVX2) kernels; sgemm measured ~1.9x "
-                "faster here with OPENBLAS_CORETYPE=SkylakeX set in the job script (kept as the site chose)\n",
+            say("prefer: this CPU has AVX-512 but OpenBLAS runs its %s (AVX2) kernels, as the site or user chose; "
+                "the SkylakeX kernels may be faster (shared/PLATFORM.md measured up to 1.9x on these machines): "
+                "compare `make bench` with OPENBLAS_CORETYPE=SkylakeX set in the job script\n",
                 core);
     }
     return n;
