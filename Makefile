@@ -42,7 +42,8 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 WFLAGS := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-psabi
-ALL_CFLAGS := -std=gnu11 -fopenmp -fno-math-errno $(WFLAGS) -Iinclude $(PKG_CFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
+PREFER_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+ALL_CFLAGS := -DPREFER_COMMIT='"$(PREFER_COMMIT)"' -std=gnu11 -fopenmp -fno-math-errno $(WFLAGS) -Iinclude $(PKG_CFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
 ALL_LDFLAGS := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LIBS := $(PKG_LIBS) $(MPI_LIBS) -lm
 

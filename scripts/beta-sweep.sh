@@ -11,6 +11,7 @@ CFG=configs/demo.cfg
 OUT=demo-out/sweep-$OBJ
 if [ "$NP" -gt 1 ]; then RUN="mpirun -np $NP --oversubscribe $BIN/prefer"; else RUN="$BIN/prefer"; fi
 [ -f demo-out/sft/latest.h5 ] && [ -f demo-out/prefs.h5 ] || { echo "beta-sweep.sh: run make demo first" >&2; exit 1; }
+rm -rf "$OUT"
 mkdir -p "$OUT"
 for b in $BETAS; do
     $RUN train $CFG --set train.objective=$OBJ --set loss.beta=$b --set train.data=demo-out/prefs.h5 \

@@ -46,6 +46,7 @@ typedef struct {
     char *ref;          /* reference checkpoint for preference losses ("" = model.init_from) */
     char *ref_cache;    /* "auto" | "require" | "off": reference log-probs cached in the dataset file */
     int prefix_sharing; /* bool: a pair's prompt computed once for both responses */
+    int log_flush_every; /* run log rows buffered before a write + flush */
 } TrainConfig;
 
 typedef struct {

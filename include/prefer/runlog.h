@@ -9,8 +9,8 @@
  *   root attributes: format, version, producer, created, config, and whatever the trainer
  *                    sets (commit, world_size, hosts, start and end time, ...)
  *
- * Rows are buffered in memory and written every flush_every rows, by runlog_flush and by
- * runlog_close; each write ends with H5Fflush. The HDF5 file on disk changes only inside
+ * Rows are buffered in memory and written every flush_every rows (counted over all tables),
+ * by runlog_flush and by runlog_close; each write ends with H5Fflush. The HDF5 file on disk changes only inside
  * those calls, so between them it is complete and consistent: a crash loses at most the
  * buffered rows.
  *

@@ -90,6 +90,7 @@ static const KeySpec KEYS[] = {
     K_STRING("train.resume", train.resume, "", 0, "checkpoint to continue from: weights, optimizer state and step (\"\" = start fresh)"),
     K_STRING("train.ref", train.ref, "", 0, "reference checkpoint of the preference losses (\"\" = model.init_from)"),
     K_CHOICE("train.ref_cache", train.ref_cache, "auto", "auto|require|off", "reference log-probs cached in the dataset file under the reference's content hash: auto = use or compute and add, require = refuse to train without a matching cache, off = compute every run and store nothing"),
+    K_INT("train.log_flush_every", train.log_flush_every, "10", "[1, 1e9]", "run log (out_dir/run.h5): rows buffered before they are written and flushed (a crash loses at most this many)"),
     K_BOOL("train.prefix_sharing", train.prefix_sharing, "true", "compute a pair's prompt once, with the chosen and rejected responses both attending to it"),
 
     K_FLOAT("loss.beta", loss.beta, "0.1", "(0, 1e6]", "beta: strength of the KL regularisation (IPO: tau, target margin 1/(2 beta))"),

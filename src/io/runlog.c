@@ -309,12 +309,14 @@ static void row_append(RunLog *rl, const char *table, int n, const char *const *
     for (int i = 0; i < t->n_cols; i++)
         t->cols[i].buf[r] = NAN;
     for (int i = 0; i < n; i++) {
+        if (!names[i])
+            die("%s: runlog_row('%s'): column %d has no name", rl->path, table, i);
         RlColumn *c = col_find(t, names[i], i);
         if (!c) {
             if (!valid_name(names[i], 1))
                 die("%s: bad run log column name '%s' in table '%s' (non-empty components "
                     "separated by single '/', none of them '.' or '..')",
-                    rl->path, names[i] ? names[i] : "(null)", table);
+                    rl->path, names[i], table);
             c = col_add(rl, t, names[i], -1, r + 1);
         }
         if (c->stamp == row_id)

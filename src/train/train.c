@@ -5,6 +5,7 @@
 #include "prefer/train.h"
 #include "prefer/ckpt.h"
 #include "prefer/reflogp.h"
+#include "prefer/runlog.h"
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/rng.h"
@@ -17,7 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#ifndef PREFER_COMMIT
+#define PREFER_COMMIT "unknown"
+#endif
 
 /* SFT example e = response e: prompt tokens then response tokens. */
 static int prompt_len(const PrefData *d, int64_t p) { return (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]); }
@@ -549,6 +555,23 @@ int cmd_train(int argc, char **argv)
         (long long)t.global_batch, world, cfg.train.micro_batch, cfg.train.grad_accum, cfg.train.steps,
         t.pref ? (t.share ? ", prefix sharing" : ", no prefix sharing") : "");
 
+    /* run log (rank 0): one row per step under /steps, TRL's metric names */
+    RunLog *rl = NULL;
+    if (rank == 0) {
+        char *text = config_to_text(&cfg), *path = xasprintf("%s/run.h5", cfg.train.out_dir);
+        int resume = cfg.train.resume && *cfg.train.resume;
+        rl = runlog_open(path, text, resume, cfg.train.log_flush_every);
+        runlog_attr_i64(rl, "world_size", world);
+        runlog_attr_str(rl, "host", dist_hostname());
+        runlog_attr_str(rl, "commit", PREFER_COMMIT);
+        runlog_attr_str(rl, "objective", desc);
+        runlog_attr_str(rl, "openblas_core", runtime_blas_core());
+        runlog_attr_i64(rl, "threads_per_rank", runtime_threads());
+        runlog_attr_f64(rl, resume ? "resumed_at" : "start_time", (double)time(NULL));
+        say("train: run log %s\n", path);
+        free(text);
+        free(path);
+    }
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
     StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
@@ -559,6 +582,17 @@ int cmd_train(int argc, char **argv)
         if (isnan(first_loss)) {
             first_loss = st.loss;
             first = st;
+        }
+        if (rl) {
+            static const char *const names[] = {"step", "loss", "grad_norm", "learning_rate", "num_tokens",
+                                                "tokens_per_s", "time/step", "rewards/chosen", "rewards/rejected",
+                                                "rewards/margins", "rewards/accuracies", "logps/chosen",
+                                                "logps/rejected", "logits/chosen", "logits/rejected"};
+            double v[] = {(double)t.step, st.loss, st.grad_norm, st.lr, st.tokens, st.tokens / st.seconds,
+                          st.seconds, st.rewards_chosen, st.rewards_rejected, st.rewards_margins,
+                          st.rewards_accuracies, st.logps_chosen, st.logps_rejected, st.logits_chosen,
+                          st.logits_rejected};
+            runlog_row(rl, "steps", t.pref ? 15 : 7, names, v);
         }
         if (t.step % cfg.train.log_every == 0 || t.step == cfg.train.steps || t.step == 1) {
             double rate = tok_window / (time_window > 0 ? time_window : 1);
@@ -579,6 +613,10 @@ int cmd_train(int argc, char **argv)
             save_ckpt(&t, cfg.train.out_dir);
     }
     save_ckpt(&t, cfg.train.out_dir);
+    if (rl) {
+        runlog_attr_f64(rl, "end_time", (double)time(NULL));
+        runlog_close(rl);
+    }
     say("train: done in %.1f s; loss %.4f -> %.4f\n", now_s() - t_start, first_loss, loss);
     if (t.pref)
         say("train: logps/chosen %.3f -> %.3f, logps/rejected %.3f -> %.3f, accuracy %.3f -> %.3f\n",
