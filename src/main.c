@@ -20,6 +20,7 @@ static const struct {
     {"info", cmd_info, "summarise any HDF5 file prefer writes"},
     {"config", cmd_config, "print the effective config, or every key with --reference"},
     {"bench", cmd_bench, "time forward+backward against the sgemm ceiling"},
+    {"bench-scaling", cmd_bench_scaling, "time the data-parallel step and its gradient allreduce (run under mpirun)"},
 };
 
 static void usage(FILE *f)
@@ -29,7 +30,7 @@ static void usage(FILE *f)
                "by data-parallel training over MPI. Run under mpirun or srun, or alone (one rank).\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n`prefer COMMAND --help` describes a command. Every key: `prefer config --reference`.\n"
                "Exit codes: 0 success, 1 error, 2 usage error.\n");
 }

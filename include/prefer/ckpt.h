@@ -23,6 +23,7 @@ typedef struct {
     int64_t step;        /* optimizer steps done */
     uint64_t rng_key;    /* training RNG stream (rng.h) */
     uint64_t rng_counter;
+    double bco_delta, bco_count; /* bco_pair's running reward baseline (losses.h); 0 if absent */
 } CkptState;
 
 /* Save model params (and opt moments if opt != NULL) with state and config text.

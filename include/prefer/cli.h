@@ -42,6 +42,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_label(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_scaling(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 #endif

@@ -47,6 +47,8 @@ typedef struct {
     char *ref_cache;    /* "auto" | "require" | "off": reference log-probs cached in the dataset file */
     int prefix_sharing; /* bool: a pair's prompt computed once for both responses */
     int log_flush_every; /* run log rows buffered before a write + flush */
+    int keep_ckpts;     /* newest checkpoints kept in out_dir (0 = all) */
+    int check_every;    /* compare a hash of the parameters across ranks every N steps (0 = never) */
 } TrainConfig;
 
 typedef struct {

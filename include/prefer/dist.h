@@ -38,6 +38,45 @@ void dist_bcast(void *buf, size_t bytes, int root);
 int32_t *dist_gatherv_i32(const int32_t *buf, size_t n, size_t *total);
 int64_t *dist_gatherv_i64(const int64_t *buf, size_t n, size_t *total);
 float *dist_gatherv_f32(const float *buf, size_t n, size_t *total);
+
+/* Bucketed, overlapped gradient allreduce (in-place float sum over all ranks).
+ *
+ * The buffer is cut into nb buckets [bounds[i], bounds[i+1]) (bounds[0] = 0 <= ... <=
+ * bounds[nb] = n), each at most DIST_MAX_CHUNK_BYTES, identical on every rank. During
+ * backward the caller reports runs of final gradients with dist_reducer_ready (in any
+ * order, any run sizes, each element at most once per step); a bucket's MPI_Iallreduce
+ * starts once it is wholly final. Buckets start in one fixed order on every rank -
+ * decreasing index, the order backward finishes them - and a bucket never starts before
+ * every higher-indexed one has, so the collectives match across ranks whatever the
+ * readiness. dist_reducer_ready also tests the requests in flight, which is what drives
+ * Open MPI's nonblocking collectives (no progress thread): progress happens only inside
+ * MPI calls. dist_reducer_finish starts whatever is left, waits, and rearms for the next
+ * step. The buffer must not be written between a bucket's readiness and finish.
+ * At one rank every call is a no-op apart from argument checks. */
+typedef struct DistReducer DistReducer;
+
+/* New reducer over buf[0..n) (not owned; must outlive the reducer). bounds has nb + 1
+ * entries and is copied. Dies on bad bounds or a bucket > DIST_MAX_CHUNK_BYTES. Free with
+ * dist_reducer_free. Not collective, but every rank must pass the same n and bounds. */
+DistReducer *dist_reducer_new(float *buf, size_t n, const size_t *bounds, int nb);
+/* buf[off, off+count) is final for this step. Starts every bucket now startable in the
+ * fixed order, then tests the requests in flight. Dies if a bucket is readied beyond its
+ * size (the same gradients reported twice in one step). count = 0 only tests: a caller
+ * with long stretches between readiness reports may call it to drive progress. */
+void dist_reducer_ready(DistReducer *r, size_t off, size_t count);
+/* Start the buckets not yet started (readied or not), wait for all; afterwards buf holds
+ * the sums. Collective. Returns the seconds spent in here (blocked). */
+double dist_reducer_finish(DistReducer *r);
+/* Totals since creation: steps finished, bytes reduced, seconds blocked in finish. */
+typedef struct {
+    int64_t steps;
+    double bytes;
+    double blocked_s;
+    int64_t started_early; /* buckets started by dist_reducer_ready (not by finish) */
+} DistReducerStats;
+void dist_reducer_stats(const DistReducer *r, DistReducerStats *st);
+void dist_reducer_free(DistReducer *r); /* NULL harmless */
+
 /* Abort the whole job with a code (die() uses this). */
 void dist_abort(int code);
 /* Host name of this rank (static storage). */

@@ -123,6 +123,13 @@ void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const i
  * of grads. Order: lnf, layer L-1, ..., layer 0, then wte+wpe. */
 typedef void (*GptGradReady)(void *ctx, size_t offset, size_t count);
 
+/* Bucket boundaries for a bucketed gradient allreduce, aligned with the GptGradReady runs:
+ * wte+wpe | layer 0 | ... | layer L-2 | layer L-1 + lnf (lnf alone when L = 0), each run
+ * cut into the fewest near-equal pieces of at most max_bytes (>= sizeof(float)). Writes
+ * bounds[0] = 0 < ... < bounds[nb] = num_params (nb + 1 entries) and returns nb; with
+ * bounds NULL only returns nb. Dies if nb > cap. */
+int gpt_grad_buckets(const Gpt *m, size_t max_bytes, size_t *bounds, int cap);
+
 /* Backward of the last forward.
  *   dlogp (B, T): d loss / d tok_logp[b,t] (only masked positions are read)
  * Accumulates (+=) into m->grads; the caller zeroes them once per optimizer step.

@@ -3,11 +3,14 @@
  * A GptKV holds, for each of B sequence slots, the keys and values of every layer at every
  * position fed so far, so that one more token costs one position's work: the block's
  * matrix products on one row and attention of that row against the cached positions.
- * The arithmetic is GPT-2's, as in gpt_forward (same kernels from ops.h on the gathered
- * rows), so the logits agree with the full forward to float rounding.
+ * The arithmetic is GPT-2's, as in gpt_forward (its LayerNorm, GELU and residual kernels from
+ * ops.h on the gathered rows), so the logits agree with the full forward to float rounding
+ * (tested to 1e-5 in log-probability).
  *
  * Slots are independent: each has its own position, any subset may step at once, and a
- * slot's results do not depend on what the other slots hold. A step at position p of a slot
+ * slot's logits are bit-identical whatever the other slots hold, how many there are, and the
+ * thread count (the matrix products are kv.c's own, not cblas_sgemm, whose rows change with
+ * M: see kv.c). A step at position p of a slot
  * forgets that slot's positions >= p (so a new sequence starts by stepping at position 0).
  *
  * Memory: the cache is 2 * L * B * Tmax * C floats plus per-step scratch for B rows, all

@@ -34,6 +34,9 @@ typedef struct {
     /* preference objectives: means over the pairs of the global batch (TRL's names) */
     double rewards_chosen, rewards_rejected, rewards_margins, rewards_accuracies;
     double logps_chosen, logps_rejected, logits_chosen, logits_rejected;
+    /* where the step's time went (this rank): building batches and reading data, forward,
+     * backward, waiting for the gradient allreduce */
+    double t_data, t_forward, t_backward, t_allreduce;
 } StepStats;
 
 typedef struct {

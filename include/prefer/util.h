@@ -22,6 +22,9 @@
 /* Exit codes that job scripts may rely on (documented in README). */
 #define PREFER_EXIT_ERROR 1
 #define PREFER_EXIT_USAGE 2
+/* Stopped by SIGTERM/SIGUSR1/SIGINT after writing a checkpoint: resubmit with
+ * train.resume = "auto" (EX_TEMPFAIL of sysexits.h). */
+#define PREFER_EXIT_PREEMPTED 75
 
 /* Called by the MPI wrapper once MPI is up: rank for messages, abort for die(). */
 void util_set_rank(int rank, int size, void (*abort_fn)(int code));

@@ -87,9 +87,11 @@ static const KeySpec KEYS[] = {
     K_INT64("train.seed", train.seed, "1234", "[0, inf)", "seed for the init and the data order"),
     K_INT("train.log_every", train.log_every, "10", "[1, 1e9]", "progress line every N steps"),
     K_INT("train.ckpt_every", train.ckpt_every, "0", "[0, 1e9]", "checkpoint every N steps (0 = only at the end)"),
-    K_STRING("train.resume", train.resume, "", 0, "checkpoint to continue from: weights, optimizer state and step (\"\" = start fresh)"),
+    K_STRING("train.resume", train.resume, "", 0, "checkpoint to continue from: weights, optimizer state and step; \"auto\" = the newest valid checkpoint in out_dir, if any (damaged ones are skipped with a warning); \"\" = start fresh"),
     K_STRING("train.ref", train.ref, "", 0, "reference checkpoint of the preference losses (\"\" = model.init_from)"),
     K_CHOICE("train.ref_cache", train.ref_cache, "auto", "auto|require|off", "reference log-probs cached in the dataset file under the reference's content hash: auto = use or compute and add, require = refuse to train without a matching cache, off = compute every run and store nothing"),
+    K_INT("train.keep_ckpts", train.keep_ckpts, "3", "[0, 1e6]", "newest checkpoints kept in out_dir (0 = keep all)"),
+    K_INT("train.check_every", train.check_every, "100", "[0, 1e9]", "every N steps, check that all ranks hold identical parameters (hash compared across ranks; 0 = never)"),
     K_INT("train.log_flush_every", train.log_flush_every, "10", "[1, 1e9]", "run log (out_dir/run.h5): rows buffered before they are written and flushed (a crash loses at most this many)"),
     K_BOOL("train.prefix_sharing", train.prefix_sharing, "true", "compute a pair's prompt once, with the chosen and rejected responses both attending to it"),
 

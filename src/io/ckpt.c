@@ -111,6 +111,8 @@ void ckpt_save(const char *path, const Gpt *m, const AdamW *opt, const CkptState
     h5u_attr_i64(f, "adam_t", opt ? opt->t : 0);
     h5u_attr_i64(f, "rng_key", u2i(st ? st->rng_key : 0));
     h5u_attr_i64(f, "rng_counter", u2i(st ? st->rng_counter : 0));
+    h5u_attr_f64(f, "bco_delta", st ? st->bco_delta : 0.0);
+    h5u_attr_f64(f, "bco_count", st ? st->bco_count : 0.0);
 
     create_group(f, "params");
     write_tensors(f, "params", m, m->params);
@@ -270,6 +272,10 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
     }
     s.rng_key = i2u(rk);
     s.rng_counter = i2u(rc);
+    if (h5u_read_attr_f64(f, "bco_delta", &s.bco_delta) != 0)
+        s.bco_delta = 0.0; /* optional: older files */
+    if (h5u_read_attr_f64(f, "bco_count", &s.bco_count) != 0)
+        s.bco_count = 0.0;
 
     int moments = opt && H5Lexists(f, "adam", H5P_DEFAULT) > 0;
     if (opt && opt->n != m->num_params) {

@@ -259,6 +259,31 @@ void gpt_set_threads(int n)
 const double *gpt_row_logit_mean(const Gpt *m) { return m->acts->row_logit; }
 const float *gpt_row_probs(const Gpt *m) { return m->acts->probs; }
 
+int gpt_grad_buckets(const Gpt *m, size_t max_bytes, size_t *bounds, int cap)
+{
+    size_t per = max_bytes / sizeof(float);
+    if (per == 0)
+        die("gpt_grad_buckets: max_bytes %zu is less than one float", max_bytes);
+    int L = m->d.n_layer, nb = 0;
+    /* run k: 0 = wte+wpe, 1..L = layer k-1 (the last one with lnf), L+1 = lnf when L = 0 */
+    int runs = L > 0 ? L + 1 : 2;
+    if (bounds)
+        bounds[0] = 0;
+    for (int k = 0; k < runs; k++) {
+        size_t lo = k == 0 ? 0 : m->layer_offset0 + (size_t)(k - 1) * m->layer_stride;
+        size_t hi = k == runs - 1 ? m->num_params : m->layer_offset0 + (size_t)k * m->layer_stride;
+        size_t len = hi - lo, pieces = (len + per - 1) / per;
+        for (size_t j = 1; j <= pieces; j++) {
+            if (bounds && nb >= cap)
+                die("gpt_grad_buckets: more than %d buckets of at most %zu bytes", cap, max_bytes);
+            nb++;
+            if (bounds)
+                bounds[nb] = lo + len * j / pieces;
+        }
+    }
+    return nb;
+}
+
 void gpt_zero_grad(Gpt *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
 
 void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const int32_t *skip, int B, int T,

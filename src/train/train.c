@@ -12,7 +12,9 @@
 #include "prefer/runtime.h"
 #include "prefer/util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,9 +295,13 @@ void trainer_grad(Trainer *t, StepStats *st)
     memset(&acc, 0, sizeof acc);
     for (int a = 0; a < A; a++) {
         int Bs, nr;
+        double c0 = now_s();
         int T = build_batch(t, ex + a * B, B, &Bs, &nr);
+        double c1 = now_s();
+        st->t_data += c1 - c0;
         gpt_forward_rows(m, t->tok, t->pos, t->pref && t->share ? t->skip : NULL, Bs, T, nr, t->row, t->tgt,
                          t->row_logp);
+        st->t_forward += now_s() - c1;
         if (!t->pref) {
             for (int r = 0; r < nr; r++) {
                 loss_sum -= t->row_logp[r];
@@ -331,10 +337,14 @@ void trainer_grad(Trainer *t, StepStats *st)
                 t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / norm);
             }
         }
+        double c2 = now_s();
         gpt_backward_rows(m, t->drow, NULL, NULL);
+        st->t_backward += now_s() - c2;
     }
     free(ex);
+    double c3 = now_s();
     dist_allreduce_sum_f32(m->grads, m->num_params);
+    st->t_allreduce += now_s() - c3;
     if (!t->pref) {
         dist_allreduce_sum_f64(&loss_sum, 1);
         st->loss = loss_sum / norm;
@@ -380,7 +390,8 @@ void trainer_step(Trainer *t, StepStats *st)
 void trainer_save(const Trainer *t, const char *path)
 {
     char *text = config_to_text(t->cfg);
-    CkptState s = {.step = t->step, .rng_key = 0, .rng_counter = 0};
+    CkptState s = {.step = t->step, .rng_key = 0, .rng_counter = 0, .bco_delta = t->loss.bco_delta,
+                   .bco_count = t->loss.bco_count};
     ckpt_save(path, t->model, &t->opt, &s, text);
     free(text);
 }
@@ -390,6 +401,8 @@ void trainer_load(Trainer *t, const char *path)
     CkptState s;
     ckpt_load(path, t->model, &t->opt, &s);
     t->step = s.step;
+    t->loss.bco_delta = s.bco_delta;
+    t->loss.bco_count = s.bco_count;
 }
 
 /* ---------------- prefer train ---------------- */
@@ -429,10 +442,49 @@ static void train_usage(void)
            "Keys: `prefer config --reference`. Run with mpirun -np P, srun, or alone.\n");
 }
 
+/* Checkpoint files of dir with their steps, newest first. Returns the count; *names owned
+ * by the caller (free each and the array). */
+static int list_ckpts(const char *dir, char ***names, int64_t **steps)
+{
+    DIR *d = opendir(dir);
+    int n = 0, cap = 0;
+    *names = NULL;
+    *steps = NULL;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long st;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt_%lld.h%7s", &st, tail) != 2 || strcmp(tail, "5") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *names = xrealloc(*names, sizeof(char *) * (size_t)cap);
+            *steps = xrealloc(*steps, sizeof(int64_t) * (size_t)cap);
+        }
+        (*names)[n] = xasprintf("%s/%s", dir, e->d_name);
+        (*steps)[n] = st;
+        n++;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++) /* insertion sort, newest first */
+        for (int j = i; j > 0 && (*steps)[j] > (*steps)[j - 1]; j--) {
+            char *tn = (*names)[j];
+            int64_t ts = (*steps)[j];
+            (*names)[j] = (*names)[j - 1];
+            (*steps)[j] = (*steps)[j - 1];
+            (*names)[j - 1] = tn;
+            (*steps)[j - 1] = ts;
+        }
+    return n;
+}
+
 static void save_ckpt(const Trainer *t, const char *dir)
 {
     if (t->rank != 0)
         return;
+    double t0 = now_s();
     char *path = xasprintf("%s/ckpt_%08lld.h5", dir, (long long)t->step);
     trainer_save(t, path);
     /* latest.h5 -> newest, replaced atomically */
@@ -441,10 +493,84 @@ static void save_ckpt(const Trainer *t, const char *dir)
     unlink(tmp);
     if (symlink(base, tmp) != 0 || rename(tmp, link) != 0)
         warn("could not update %s: %s", link, strerror(errno));
-    say("checkpoint: %s\n", path);
+    /* keep the newest train.keep_ckpts */
+    int keep = t->cfg->train.keep_ckpts;
+    char **names;
+    int64_t *steps;
+    int n = list_ckpts(dir, &names, &steps);
+    for (int i = 0; i < n; i++) {
+        if (keep > 0 && i >= keep && steps[i] != t->step && unlink(names[i]) != 0)
+            warn("could not remove old checkpoint %s: %s", names[i], strerror(errno));
+        free(names[i]);
+    }
+    free(names);
+    free(steps);
+    say("checkpoint: %s (%.2f s)\n", path, now_s() - t0);
     free(path);
     free(link);
     free(tmp);
+}
+
+/* train.resume = "auto": the newest checkpoint of out_dir that loads cleanly (rank 0 checks
+ * them, newest first, warning about damaged ones); NULL when there is none. Every rank gets
+ * the same answer. */
+static char *find_resume(const PreferConfig *cfg, Gpt *m, int rank)
+{
+    char buf[4096] = "";
+    if (rank == 0) {
+        char **names;
+        int64_t *steps;
+        int n = list_ckpts(cfg->train.out_dir, &names, &steps);
+        AdamW probe;
+        adamw_init(&probe, m->num_params, NULL, 0.9, 0.95, 1e-8, 0);
+        float *keep = xmalloc(sizeof(float) * m->num_params);
+        memcpy(keep, m->params, sizeof(float) * m->num_params);
+        for (int i = 0; i < n; i++) {
+            char err[1024];
+            if (!*buf) {
+                if (ckpt_load_checked(names[i], m, &probe, NULL, err, sizeof err) == 0)
+                    snprintf(buf, sizeof buf, "%s", names[i]);
+                else
+                    warn("resume: skipping a damaged checkpoint: %s", err);
+            }
+            free(names[i]);
+        }
+        memcpy(m->params, keep, sizeof(float) * m->num_params);
+        free(keep);
+        adamw_free(&probe);
+        free(names);
+        free(steps);
+    }
+    dist_bcast(buf, sizeof buf, 0);
+    return *buf ? xstrdup(buf) : NULL;
+}
+
+/* Preemption: SIGTERM / SIGUSR1 (Slurm's --signal) / SIGINT set a flag; every rank checks it
+ * (an allreduce) after each step, rank 0 checkpoints, and all exit with PREFER_EXIT_PREEMPTED. */
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void install_stop_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* Every rank must hold the same parameters: compare a hash of them across ranks. */
+static void check_replicas(const Gpt *m, int64_t step)
+{
+    uint64_t h = util_hash(UTIL_HASH_INIT, m->params, sizeof(float) * m->num_params);
+    int64_t v[2] = {(int64_t)h, (int64_t)~h};
+    dist_allreduce_min_i64(v, 2);
+    if (v[0] != (int64_t)h || v[1] != (int64_t)~h)
+        die("step %lld: this rank's parameters differ from another rank's (hash %016llx); the replicas "
+            "diverged: a non-deterministic reduction or a hardware fault",
+            (long long)step, (unsigned long long)h);
 }
 
 /* Reference log-probs of every response: from the dataset file's cache when it holds an
@@ -542,8 +668,19 @@ int cmd_train(int argc, char **argv)
         ref = prepare_ref(&cfg, &data, rank, world);
         trainer_set_ref(&t, ref);
     }
-    if (cfg.train.resume && *cfg.train.resume)
-        trainer_load(&t, cfg.train.resume);
+    int resumed = 0;
+    if (cfg.train.resume && *cfg.train.resume) {
+        char *path = !strcmp(cfg.train.resume, "auto") ? find_resume(&cfg, &m, rank) : xstrdup(cfg.train.resume);
+        if (path) {
+            trainer_load(&t, path);
+            say("train: resumed from %s at step %lld\n", path, (long long)t.step);
+            resumed = 1;
+            free(path);
+        } else {
+            say("train: train.resume = \"auto\" found no checkpoint in %s: starting fresh\n", cfg.train.out_dir);
+        }
+    }
+    install_stop_handlers();
     dist_bcast(m.params, sizeof(float) * m.num_params, 0);
     if (rank == 0)
         mkdir_p(cfg.train.out_dir);
@@ -559,7 +696,9 @@ int cmd_train(int argc, char **argv)
     RunLog *rl = NULL;
     if (rank == 0) {
         char *text = config_to_text(&cfg), *path = xasprintf("%s/run.h5", cfg.train.out_dir);
-        int resume = cfg.train.resume && *cfg.train.resume;
+        /* a resumed run appends to its log; "auto" with nothing to resume may still find an
+         * old log of a run that never checkpointed: append to it too rather than refuse */
+        int resume = resumed || (cfg.train.resume && !strcmp(cfg.train.resume, "auto"));
         rl = runlog_open(path, text, resume, cfg.train.log_flush_every);
         runlog_attr_i64(rl, "world_size", world);
         runlog_attr_str(rl, "host", dist_hostname());
@@ -587,12 +726,21 @@ int cmd_train(int argc, char **argv)
             static const char *const names[] = {"step", "loss", "grad_norm", "learning_rate", "num_tokens",
                                                 "tokens_per_s", "time/step", "rewards/chosen", "rewards/rejected",
                                                 "rewards/margins", "rewards/accuracies", "logps/chosen",
-                                                "logps/rejected", "logits/chosen", "logits/rejected"};
+                                                "logps/rejected", "logits/chosen", "logits/rejected",
+                                                "time/data", "time/forward", "time/backward", "time/allreduce"};
             double v[] = {(double)t.step, st.loss, st.grad_norm, st.lr, st.tokens, st.tokens / st.seconds,
                           st.seconds, st.rewards_chosen, st.rewards_rejected, st.rewards_margins,
                           st.rewards_accuracies, st.logps_chosen, st.logps_rejected, st.logits_chosen,
-                          st.logits_rejected};
-            runlog_row(rl, "steps", t.pref ? 15 : 7, names, v);
+                          st.logits_rejected, st.t_data, st.t_forward, st.t_backward, st.t_allreduce};
+            /* sft has no preference metrics: skip those 8 columns */
+            static const char *const sft_names[] = {"step", "loss", "grad_norm", "learning_rate", "num_tokens",
+                                                    "tokens_per_s", "time/step", "time/data", "time/forward",
+                                                    "time/backward", "time/allreduce"};
+            double sv[] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[15], v[16], v[17], v[18]};
+            if (t.pref)
+                runlog_row(rl, "steps", 19, names, v);
+            else
+                runlog_row(rl, "steps", 11, sft_names, sv);
         }
         if (t.step % cfg.train.log_every == 0 || t.step == cfg.train.steps || t.step == 1) {
             double rate = tok_window / (time_window > 0 ? time_window : 1);
@@ -609,8 +757,29 @@ int cmd_train(int argc, char **argv)
                     cfg.train.steps, st.loss, st.lr, st.grad_norm, rate, eta);
             tok_window = time_window = 0;
         }
+        if (cfg.train.check_every > 0 && t.step % cfg.train.check_every == 0)
+            check_replicas(&m, t.step);
         if (cfg.train.ckpt_every > 0 && t.step % cfg.train.ckpt_every == 0 && t.step < cfg.train.steps)
             save_ckpt(&t, cfg.train.out_dir);
+        int64_t any = -(int64_t)g_stop_signal;
+        dist_allreduce_min_i64(&any, 1);
+        if (any != 0 && t.step < cfg.train.steps) {
+            say("train: stopped by signal %d at step %lld: checkpointing, then exit code %d (resubmit with "
+                "train.resume = \"auto\")\n",
+                (int)-any, (long long)t.step, PREFER_EXIT_PREEMPTED);
+            save_ckpt(&t, cfg.train.out_dir);
+            if (rl) {
+                runlog_attr_f64(rl, "preempted_at", (double)time(NULL));
+                runlog_close(rl);
+            }
+            free(ref);
+            trainer_free(&t);
+            gpt_free(&m);
+            prefdata_free(&data);
+            config_free(&cfg);
+            dist_barrier();
+            return PREFER_EXIT_PREEMPTED;
+        }
     }
     save_ckpt(&t, cfg.train.out_dir);
     if (rl) {

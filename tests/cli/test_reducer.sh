@@ -1,0 +1,34 @@
+#!/bin/sh
+# The bucketed, overlapped gradient allreduce (DistReducer) under mpirun: the test program
+# $BUILD/tests/test_mpi_reducer (built by make check) at 2 ranks (results equal to
+# MPI_Allreduce's exactly) and 3 ranks (within 1e-6); it exits non-zero if any rank failed.
+# Then the refusals: a bucket over 16 MB, gradients readied twice in one step.
+set -u
+X="${BUILD:-build}/tests/test_mpi_reducer"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_base_warn_component_unused=0
+T=$(mktemp -d "${TMPDIR:-/tmp}/prefer-reducer.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+fails=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+[ -x "$X" ] || { echo "FAIL: $X not built (make check builds it)"; exit 1; }
+command -v mpirun >/dev/null || { echo "FAIL: no mpirun"; exit 1; }
+
+for np in 1 2 3; do
+    if [ "$np" = 1 ]; then "$X" >"$T/out" 2>&1; else mpirun -np "$np" --oversubscribe "$X" >"$T/out" 2>&1; fi
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q "at $np ranks\{0,1\}, 0 failed" "$T/out"; then
+        ok "$np rank(s): $(grep test_mpi_reducer: "$T/out")"
+    else
+        bad "$np rank(s), exit $rc"; cat "$T/out"
+    fi
+done
+expect_fail() { # name, pattern, args...
+    name=$1; pat=$2; shift 2
+    if mpirun -np 2 "$X" "$@" >"$T/out" 2>&1; then bad "$name: exited 0"; return; fi
+    if grep -q -e "$pat" "$T/out"; then ok "$name"; else bad "$name: no '$pat' in: $(cat "$T/out")"; fi
+}
+expect_fail "bucket over 16 MB refused" "bucket 0 is 16777220 bytes, more than DIST_MAX_CHUNK_BYTES" --oversize
+expect_fail "gradients readied twice refused" "readied twice in one step" --twice
+[ "$fails" -eq 0 ]
