@@ -3,6 +3,7 @@
 #   make check        every test (installs missing Debian packages first)
 #   make demo         the demo pipeline
 #   make bench        forward+backward throughput against the sgemm ceiling
+#   make bench-scaling  data-parallel step at 1 and 2 ranks: scaling efficiency, allreduce overlap
 #   make install PREFIX=/opt/prefer DESTDIR=...
 #   make SANITIZE=1 check   AddressSanitizer + UBSan build (separate build dir)
 #   make DEBUG=1      -O0 -g
@@ -54,12 +55,12 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check check-unit check-cli demo bench install uninstall clean reference help
+.PHONY: all deps check check-unit check-cli demo bench bench-scaling install uninstall clean reference help
 
 all: deps-quiet $(BIN)/prefer
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,11p' Makefile
 
 deps-quiet:
 	@[ "$(HAVE_PKGS)" = yes ] || scripts/install-deps.sh
@@ -103,6 +104,11 @@ bench:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $(BIN)/prefer
 	$(BIN)/prefer bench configs/bench.cfg
+
+bench-scaling:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(BIN)/prefer
+	@BIN=$(BIN) scripts/bench-scaling.sh configs/bench.cfg
 
 reference: $(BIN)/prefer
 	$(BIN)/prefer config --reference > configs/reference.cfg

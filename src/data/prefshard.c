@@ -77,8 +77,11 @@ static hid_t open_tokens(hid_t file, const char *path, const char *name, int64_t
                          int errlen)
 {
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    size_t cache = PS_CACHE_BYTES;
+    if (getenv("PREFSHARD_CACHE_MB"))
+        cache = (size_t)atoi(getenv("PREFSHARD_CACHE_MB")) << 20;
     if (dapl >= 0)
-        H5Pset_chunk_cache(dapl, PS_CACHE_SLOTS, PS_CACHE_BYTES, 1.0);
+        H5Pset_chunk_cache(dapl, PS_CACHE_SLOTS, cache, 1.0);
     hid_t ds = H5Dopen2(file, name, dapl >= 0 ? dapl : H5P_DEFAULT);
     if (dapl >= 0)
         H5Pclose(dapl);

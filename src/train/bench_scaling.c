@@ -144,6 +144,8 @@ int cmd_bench_scaling(int argc, char **argv)
     step /= iters;
     blocked /= iters;
 
+    DistReducerStats rs;
+    dist_reducer_stats(ctx.r, &rs);
     /* the allreduce alone: blocking in <= 16 MB pieces, and the reducer with nothing to overlap */
     double ar = 0, red = 0;
     for (int it = 0; it < 1 + comm_reps; it++) {
@@ -170,8 +172,6 @@ int cmd_bench_scaling(int argc, char **argv)
     over_ranks(blocked, &blocked_mean, &blocked_max);
     over_ranks(ar, &ar_mean, &ar_max);
     over_ranks(red, &red_mean, &red_max);
-    DistReducerStats rs;
-    dist_reducer_stats(ctx.r, &rs);
     say("bench-scaling: %d ranks: compute %.1f ms, step %.1f ms (slowest rank, mean of %d); blocked in finish %.2f ms "
         "(mean over ranks; max %.2f); allreduce alone %.2f ms blocking, %.2f ms through the reducer; "
         "%.0f%% of buckets started during backward\n",

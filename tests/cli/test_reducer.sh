@@ -2,7 +2,8 @@
 # The bucketed, overlapped gradient allreduce (DistReducer) under mpirun: the test program
 # $BUILD/tests/test_mpi_reducer (built by make check) at 2 ranks (results equal to
 # MPI_Allreduce's exactly) and 3 ranks (within 1e-6); it exits non-zero if any rank failed.
-# Then the refusals: a bucket over 16 MB, gradients readied twice in one step.
+# Then the refusals: a bucket over 16 MB, gradients readied twice in one step; and
+# `make bench-scaling`'s script on a tiny model (its last line's format).
 set -u
 X="${BUILD:-build}/tests/test_mpi_reducer"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -31,4 +32,15 @@ expect_fail() { # name, pattern, args...
 }
 expect_fail "bucket over 16 MB refused" "bucket 0 is 16777220 bytes, more than DIST_MAX_CHUNK_BYTES" --oversize
 expect_fail "gradients readied twice refused" "readied twice in one step" --twice
+# prefer bench-scaling and scripts/bench-scaling.sh (make bench-scaling) on a tiny model
+tiny="--quick --set model.n_layer=2 --set model.n_embd=64 --set model.n_head=2 --set model.context=32"
+tiny="$tiny --set model.vocab_size=256 --set train.micro_batch=2"
+# shellcheck disable=SC2086
+if BIN="${BIN:-bin}" scripts/bench-scaling.sh configs/bench.cfg $tiny >"$T/scaling" 2>&1 \
+    && grep -q "^bench-scaling: world=2 step_ms=[0-9.]* .*buckets=3 " "$T/scaling" \
+    && tail -n 1 "$T/scaling" | grep -Eq "^bench-scaling: efficiency=[0-9.]+ overlap=-?[0-9.]+$"; then
+    ok "bench-scaling: $(tail -n 1 "$T/scaling")"
+else
+    bad "bench-scaling"; cat "$T/scaling"
+fi
 [ "$fails" -eq 0 ]

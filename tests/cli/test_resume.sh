@@ -46,9 +46,10 @@ PY
 # 1) bit-identical resume, 1 rank and 2 ranks
 for np in 1 2; do
     L="mpirun -np $np"
-    $L "$P" train $D --set train.micro_batch=$((12 / np)) --set train.out_dir=$T/full$np >/dev/null 2>&1
+    $L "$P" train $D --set train.micro_batch=$((12 / np)) --set train.out_dir=$T/full$np >"$T/full$np.log" 2>&1 \
+        || { bad "$np rank(s): uninterrupted run failed"; tail -5 "$T/full$np.log"; }
     $L "$P" train $D --set train.micro_batch=$((12 / np)) --set train.out_dir=$T/part$np --set train.ckpt_every=10 --set train.steps=20 \
-        >/dev/null 2>&1 && rm "$T/part$np/ckpt_00000020.h5"
+        >"$T/part$np.log" 2>&1 && rm "$T/part$np/ckpt_00000020.h5" || { bad "$np rank(s): first part failed"; tail -5 "$T/part$np.log"; }
     $L "$P" train $D --set train.micro_batch=$((12 / np)) --set train.out_dir=$T/res$np --set train.resume=$T/part$np/ckpt_00000010.h5 \
         >"$T/log" 2>&1
     if same "$T/full$np/ckpt_00000020.h5" "$T/res$np/ckpt_00000020.h5" 0 >"$T/cmp" 2>&1; then
