@@ -16,6 +16,7 @@ static const struct {
     {"synth", cmd_synth, "write the synthetic preference task: SFT, training and held-out files (HDF5)"},
     {"label", cmd_label, "label K responses per prompt with Bradley-Terry pairs (true reward on the synthetic task)"},
     {"eval", cmd_eval, "score a policy against its reference on held-out prompts (reward, KL, win rate)"},
+    {"pvar", cmd_pvar, "preference variance of every prompt (model or scores) and top/bottom/random selection"},
     {"sample", cmd_sample, "sample responses to a dataset's prompts from a checkpoint (KV cache, top-k/top-p)"},
     {"info", cmd_info, "summarise any HDF5 file prefer writes"},
     {"config", cmd_config, "print the effective config, or every key with --reference"},

@@ -44,5 +44,6 @@ int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_scaling(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_pvar(int argc, char **argv);
 
 #endif

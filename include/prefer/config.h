@@ -116,6 +116,22 @@ typedef struct {
 } EvalConfig;
 
 typedef struct {
+    char *data;         /* prefdata file whose prompts get a PVar */
+    char *source;       /* "model" (implicit rewards of policy vs ref) | "scores" (/responses/score) */
+    char *policy;       /* checkpoints of source = "model" */
+    char *ref;
+    double beta;        /* coefficient of the implicit rewards (model) */
+    double scale;       /* coefficient of the score differences (scores) */
+    int batch;          /* sequences per forward pass (model) */
+    char *out;          /* results file (HDF5, format prefer.pvar) */
+    char *select;       /* "none" | "top" | "bottom" | "random" | "proportional" */
+    double frac;        /* share of the valid prompts selected, (0, 1] */
+    double temperature; /* proportional: weights PVar^(1/temperature) */
+    int64_t seed;       /* random and proportional */
+    char *select_out;   /* prefdata file of the selected prompts ("" = none) */
+} PvarConfig;
+
+typedef struct {
     ModelConfig model;
     TrainConfig train;
     LossConfig loss;
@@ -124,6 +140,7 @@ typedef struct {
     SynthConfig synth;
     LabelConfig label;
     EvalConfig eval;
+    PvarConfig pvar;
     char *source; /* path of the file it was read from ("" for defaults only) */
 } PreferConfig;
 

@@ -51,7 +51,11 @@ float *dist_gatherv_f32(const float *buf, size_t n, size_t *total);
  * readiness. dist_reducer_ready also tests the requests in flight, which is what drives
  * Open MPI's nonblocking collectives (no progress thread): progress happens only inside
  * MPI calls. dist_reducer_finish starts whatever is left, waits, and rearms for the next
- * step. The buffer must not be written between a bucket's readiness and finish.
+ * step. The buffer must not be written between a bucket's readiness and finish. MPI
+ * matches collectives by the order they are called in: between a step's first
+ * dist_reducer_ready and dist_reducer_finish, other collectives on the world (dist_*) are
+ * allowed only at the same point of the sequence of ready calls on every rank (backward's
+ * callbacks are such a sequence; a rank-dependent one is not).
  * At one rank every call is a no-op apart from argument checks. */
 typedef struct DistReducer DistReducer;
 
@@ -67,12 +71,13 @@ void dist_reducer_ready(DistReducer *r, size_t off, size_t count);
 /* Start the buckets not yet started (readied or not), wait for all; afterwards buf holds
  * the sums. Collective. Returns the seconds spent in here (blocked). */
 double dist_reducer_finish(DistReducer *r);
-/* Totals since creation: steps finished, bytes reduced, seconds blocked in finish. */
+/* Totals since creation: steps finished, bytes reduced, seconds blocked in finish, buckets. */
 typedef struct {
     int64_t steps;
     double bytes;
     double blocked_s;
-    int64_t started_early; /* buckets started by dist_reducer_ready (not by finish) */
+    int64_t started_early;   /* buckets started by dist_reducer_ready (not by finish) */
+    int64_t completed_early; /* buckets already reduced when finish was called (0 at one rank) */
 } DistReducerStats;
 void dist_reducer_stats(const DistReducer *r, DistReducerStats *st);
 void dist_reducer_free(DistReducer *r); /* NULL harmless */

@@ -9,6 +9,10 @@
  * datasets open. prefshard_gather is per rank (not collective): it reads the tokens of
  * the prompts and responses it is given into a small self-contained PrefData.
  *
+ * Memory per rank: the metadata (8 bytes per prompt, 20-24 per response, 16 per pair), the
+ * chunks HDF5 decompressed (cached up to 32 MiB per token dataset) and the largest
+ * gather's scratch. Rank 0 holds the whole file for the duration of the validation.
+ *
  * Typical use (the trainer):
  *   PrefShard s;  PrefData local = {0};  char err[1024];
  *   if (prefshard_open(path, vocab, &s, err, sizeof err)) die_user("%s", err); // all ranks
@@ -21,6 +25,7 @@
 #define PREFER_PREFSHARD_H
 
 #include <hdf5.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "prefer/prefdata.h"

@@ -14,6 +14,7 @@
 
 #include "prefer/gpt.h"
 #include "prefer/prefdata.h"
+#include "prefer/prefshard.h"
 
 /* Hex content hash (16 hex digits + NUL) of the model's dimensions and parameters. */
 void reflogp_model_hash(const Gpt *m, char out[17]);
@@ -23,9 +24,12 @@ void reflogp_data_hash(const PrefData *d, char out[17]);
 /* log pi(y_i | x_i) for responses [0, R): this rank computes responses
  * r = rank, rank + world, ... in batches of `batch` (the model must have max_batch >= batch
  * and max_seq >= the longest prompt + response - 1); the full array is then summed over
- * ranks so every rank holds all of it. out must be zeroed by the caller? No: it is
- * overwritten. Dies on a response that does not fit the model's context. */
+ * ranks so every rank holds all of it (out is overwritten). Dies on a response that does
+ * not fit the model's context. */
 void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out);
+
+/* The same for a sharded dataset: each rank reads only the tokens of its responses. */
+void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out);
 
 /* Look up /ref_logp/<model_hash> in path. Returns 1 and fills out[R] when present and
  * valid; 0 when absent (names of other entries present are listed in err); -1 when present

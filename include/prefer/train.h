@@ -22,6 +22,7 @@
 #include "prefer/losses.h"
 #include "prefer/optim.h"
 #include "prefer/prefdata.h"
+#include "prefer/prefshard.h"
 
 typedef struct {
     double loss;       /* mean over the global batch */
@@ -63,6 +64,10 @@ typedef struct {
     double *row_logp;
     PairLogps *pairs;
     double *pl_loss, *dlc, *dlr;
+    /* sharded reading: data is shard->meta (no tokens); each micro-step reads its tokens */
+    PrefShard *shard;
+    PrefData local;      /* the tokens gathered for the current micro-step */
+    int64_t *ids, *iota; /* (2 micro_batch) response ids of the micro-step; 0, 1, 2, ... */
 } Trainer;
 
 /* The activations a model needs for this config and data: sequences per forward and their
@@ -74,6 +79,8 @@ void trainer_model_shape(const PreferConfig *cfg, const PrefData *data, int *max
  * does not own cfg, data or model. Dies on bad objectives or data that does not fit. */
 void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt *model, int rank, int world);
 void trainer_free(Trainer *t);
+/* Read each micro-step's tokens from this shard (data must be &shard->meta); not owned. */
+void trainer_set_shard(Trainer *t, PrefShard *s);
 /* Reference log-probs for the preference losses (not copied: keep alive). */
 void trainer_set_ref(Trainer *t, const double *ref_logp);
 /* The loss and gradient (summed over ranks, unclipped, in model->grads) of the batch of

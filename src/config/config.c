@@ -146,6 +146,20 @@ static const KeySpec KEYS[] = {
     K_INT("eval.batch", eval.batch, "64", "[1, 65536]", "sequences per forward pass"),
     K_STRING("eval.out", eval.out, "", 0, "results file (HDF5, format prefer.eval: every number printed, the policy's config, the exact frontier); \"\" = none"),
     K_INT("eval.frontier_points", eval.frontier_points, "16", "[0, 1000]", "points of the exact optimum's reward/KL curve written to eval.out (synthetic task)"),
+
+    K_STRING("pvar.data", pvar.data, "demo-out/prefs.h5", KF_NONEMPTY, "prefdata file (HDF5) whose prompts get a preference variance (PVar); prompts need >= 2 responses"),
+    K_CHOICE("pvar.source", pvar.source, "scores", "model|scores", "what the PVar is computed from: model = implicit rewards log pi(y) - log pi_ref(y) of pvar.policy\nand pvar.ref, p_ij = sigma(beta (h_i - h_j)); scores = /responses/score, p_ij = sigma(scale (s_i - s_j))\n(unscored files of the synthetic task use the true reward)"),
+    K_STRING("pvar.policy", pvar.policy, "demo-out/sft/latest.h5", KF_NONEMPTY, "policy checkpoint (source = model). A policy equal to its reference has h = 0 and PVar 0\neverywhere: give a trained policy (e.g. demo-out/dpo/latest.h5) for a useful ranking"),
+    K_STRING("pvar.ref", pvar.ref, "demo-out/sft/latest.h5", KF_NONEMPTY, "reference checkpoint (source = model)"),
+    K_FLOAT("pvar.beta", pvar.beta, "0.1", "(0, 1e6]", "source = model: p_ij = sigma(beta (h_i - h_j)), h = log pi(y) - log pi_ref(y) (the DPO beta)"),
+    K_FLOAT("pvar.scale", pvar.scale, "1.0", "(0, 1e6]", "source = scores: p_ij = sigma(scale (s_i - s_j))"),
+    K_INT("pvar.batch", pvar.batch, "64", "[1, 65536]", "sequences per forward pass (source = model)"),
+    K_STRING("pvar.out", pvar.out, "demo-out/pvar.h5", KF_NONEMPTY, "results file (HDF5, format prefer.pvar): /pvar float64[P] (NaN: < 2 responses), /rank int64[P]\n(0 = highest PVar, -1 = no PVar), /selected uint8[P]"),
+    K_CHOICE("pvar.select", pvar.select, "none", "none|top|bottom|random|proportional", "which prompts to select: the top or bottom pvar.frac by PVar (ties to the lower index), a uniformly\nrandom pvar.frac, or pvar.frac sampled without replacement with probability ~ PVar^(1/temperature);\nprompts without a PVar are never selected"),
+    K_FLOAT("pvar.frac", pvar.frac, "0.1", "(0, 1]", "share of the prompts with a PVar that is selected: ceil(frac * n)"),
+    K_FLOAT("pvar.temperature", pvar.temperature, "1.0", "(0, 1e6]", "select = proportional: weights PVar^(1/temperature) (-> 0: top; large: random)"),
+    K_INT64("pvar.seed", pvar.seed, "1", "[0, inf)", "seed of the random and proportional selections (the same set for any number of ranks)"),
+    K_STRING("pvar.select_out", pvar.select_out, "", 0, "prefdata file of the selected prompts with all their responses, scores and pairs, renumbered;\n/source_prompt int64[P'] gives each one's index in pvar.data (\"\" = not written)"),
 };
 
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))

@@ -194,7 +194,8 @@ struct DistReducer {
     int nb;
     size_t *bounds;   /* [nb + 1] */
     size_t *ready;    /* [nb] elements of each bucket readied this step */
-    MPI_Request *req; /* [nb] */
+    MPI_Request *req; /* [nb]; MPI_REQUEST_NULL once complete */
+    int *idx;         /* [nb] MPI_Testsome's scratch */
     int next;         /* the next bucket to start: nb - 1 down to -1 (all started) */
     int mpi;          /* world > 1: make MPI calls */
     DistReducerStats st;
@@ -226,6 +227,7 @@ DistReducer *dist_reducer_new(float *buf, size_t n, const size_t *bounds, int nb
     memcpy(r->bounds, bounds, sizeof(size_t) * (size_t)(nb + 1));
     r->ready = xcalloc((size_t)nb, sizeof(size_t));
     r->req = xmalloc(sizeof(MPI_Request) * (size_t)nb);
+    r->idx = xmalloc(sizeof(int) * (size_t)nb);
     for (int i = 0; i < nb; i++)
         r->req[i] = MPI_REQUEST_NULL;
     r->next = nb - 1;
@@ -244,6 +246,7 @@ void dist_reducer_free(DistReducer *r)
     free(r->bounds);
     free(r->ready);
     free(r->req);
+    free(r->idx);
     free(r);
 }
 
@@ -256,12 +259,14 @@ static void reducer_start(DistReducer *r, int i)
     r->st.bytes += (double)cnt * sizeof(float);
 }
 
-/* The requests of buckets next+1 .. nb-1 have started; completed ones are MPI_REQUEST_NULL. */
+/* Drive the reductions in flight (buckets next+1 .. nb-1): Open MPI's nonblocking collectives
+ * advance only inside MPI calls. MPI_Testsome (unlike a failed MPI_Testall) sets the
+ * completed ones to MPI_REQUEST_NULL, which finish counts. */
 static void reducer_test(DistReducer *r)
 {
-    int first = r->next + 1, flag = 0;
+    int first = r->next + 1, nd = 0;
     if (r->mpi && first < r->nb)
-        CHECK_MPI(MPI_Testall(r->nb - first, r->req + first, &flag, MPI_STATUSES_IGNORE));
+        CHECK_MPI(MPI_Testsome(r->nb - first, r->req + first, &nd, r->idx, MPI_STATUSES_IGNORE));
 }
 
 void dist_reducer_ready(DistReducer *r, size_t off, size_t count)
@@ -302,6 +307,9 @@ void dist_reducer_ready(DistReducer *r, size_t off, size_t count)
 double dist_reducer_finish(DistReducer *r)
 {
     double t0 = now_s();
+    if (r->mpi)
+        for (int i = r->next + 1; i < r->nb; i++)
+            r->st.completed_early += r->req[i] == MPI_REQUEST_NULL;
     for (; r->next >= 0; r->next--)
         reducer_start(r, r->next);
     if (r->mpi)

@@ -37,7 +37,9 @@ static void usage(void)
            "  reducer    the whole gradient alone through the bucketed reducer\n"
            "Last line: bench-scaling: world=P step_ms=S compute_ms=C allreduce_ms=A\n"
            "           reducer_ms=R blocked_ms=B blocked_max_ms=M buckets=K grad_mb=G\n"
-           "(times in ms: step and compute the slowest rank's mean, blocked the mean over ranks).\n"
+           "(ms, means over iterations: step and compute of the slowest rank; blocked_ms on the\n"
+           "rank that waited least - the last to end backward, so the allreduce left exposed -\n"
+           "blocked_max_ms on the one that waited most, which adds waiting for the slower rank).\n"
            "PREFER_BUCKET_BYTES sets the bucket size (default and maximum 16 MB).\n"
            "scripts/bench-scaling.sh (make bench-scaling) combines 1 and 2 ranks.\n"
            "--quick: fewer repetitions (for tests).\n");
@@ -49,14 +51,14 @@ typedef struct {
 
 static void on_ready(void *ctx, size_t off, size_t count) { dist_reducer_ready(((ReadyCtx *)ctx)->r, off, count); }
 
-/* mean over ranks and max over ranks of a per-rank value */
-static void over_ranks(double v, double *mean, double *max)
+/* min and max over ranks of a per-rank value (collective) */
+static void over_ranks(double v, double *min, double *max)
 {
-    double s = v, m = v;
-    dist_allreduce_sum_f64(&s, 1);
-    dist_allreduce_max_f64(&m, 1);
-    *mean = s / dist_size();
-    *max = m;
+    double hi = v, neg = -v;
+    dist_allreduce_max_f64(&hi, 1);
+    dist_allreduce_max_f64(&neg, 1);
+    *min = -neg;
+    *max = hi;
 }
 
 int cmd_bench_scaling(int argc, char **argv)
@@ -113,8 +115,11 @@ int cmd_bench_scaling(int argc, char **argv)
         d.n_layer, d.n_embd, d.n_head, T, d.vocab_size, m.num_params, grad_mb, nb, bucket_bytes / 1048576.0, B, T,
         world, world > 1 ? "s" : "");
 
+    /* Per iteration: the slowest rank's compute and step; blocked in finish on the rank that
+     * waited least (the last to end backward: its wait is the allreduce left exposed) and
+     * on the rank that waited most (that plus waiting for the slower rank). */
     int warm = quick ? 1 : 2, iters = quick ? 2 : 6, comm_reps = quick ? 3 : 10;
-    double compute = 0, step = 0, blocked = 0;
+    double compute = 0, step = 0, blocked = 0, blocked_hi = 0;
     for (int it = 0; it < warm + iters; it++) {
         /* forward + backward alone */
         dist_barrier();
@@ -131,21 +136,28 @@ int cmd_bench_scaling(int argc, char **argv)
         gpt_backward(&m, dlogp, on_ready, &ctx);
         double tb = dist_reducer_finish(ctx.r);
         double ts = now_s() - t0;
+        double lo, hi, c_lo, c_hi, s_lo, s_hi;
+        over_ranks(tb, &lo, &hi);
+        over_ranks(tc, &c_lo, &c_hi);
+        over_ranks(ts, &s_lo, &s_hi);
         if (getenv("PREFER_BENCH_VERBOSE"))
-            say("bench-scaling: iteration %d: compute %.1f ms, step %.1f ms, blocked %.2f ms (rank 0)\n", it, tc * 1e3,
-                ts * 1e3, tb * 1e3);
+            say("bench-scaling: iteration %d: compute %.1f-%.1f ms, step %.1f-%.1f ms, blocked %.2f-%.2f ms "
+                "(range over ranks)\n",
+                it, c_lo * 1e3, c_hi * 1e3, s_lo * 1e3, s_hi * 1e3, lo * 1e3, hi * 1e3);
         if (it >= warm) {
-            compute += tc;
-            step += ts;
-            blocked += tb;
+            compute += c_hi;
+            step += s_hi;
+            blocked += lo;
+            blocked_hi += hi;
         }
     }
     compute /= iters;
     step /= iters;
     blocked /= iters;
-
+    blocked_hi /= iters;
     DistReducerStats rs;
     dist_reducer_stats(ctx.r, &rs);
+
     /* the allreduce alone: blocking in <= 16 MB pieces, and the reducer with nothing to overlap */
     double ar = 0, red = 0;
     for (int it = 0; it < 1 + comm_reps; it++) {
@@ -156,31 +168,26 @@ int cmd_bench_scaling(int argc, char **argv)
         dist_barrier();
         double t2 = now_s();
         dist_reducer_finish(ctx.r);
-        double t3 = now_s();
+        double t3 = now_s(), lo, a_hi, r_hi;
+        over_ranks(t1 - t0, &lo, &a_hi);
+        over_ranks(t3 - t2, &lo, &r_hi);
         if (it > 0) {
-            ar += t1 - t0;
-            red += t3 - t2;
+            ar += a_hi;
+            red += r_hi;
         }
     }
     ar /= comm_reps;
     red /= comm_reps;
 
-    double compute_mean, compute_max, step_mean, step_max, blocked_mean, blocked_max, ar_mean, ar_max, red_mean,
-        red_max;
-    over_ranks(compute, &compute_mean, &compute_max);
-    over_ranks(step, &step_mean, &step_max);
-    over_ranks(blocked, &blocked_mean, &blocked_max);
-    over_ranks(ar, &ar_mean, &ar_max);
-    over_ranks(red, &red_mean, &red_max);
-    say("bench-scaling: %d ranks: compute %.1f ms, step %.1f ms (slowest rank, mean of %d); blocked in finish %.2f ms "
-        "(mean over ranks; max %.2f); allreduce alone %.2f ms blocking, %.2f ms through the reducer; "
-        "%.0f%% of buckets started during backward\n",
-        world, compute_max * 1e3, step_max * 1e3, iters, blocked_mean * 1e3, blocked_max * 1e3, ar_max * 1e3,
-        red_max * 1e3, 100.0 * (double)rs.started_early / ((double)rs.steps * nb));
+    say("bench-scaling: %d rank%s: compute %.1f ms, step %.1f ms (slowest rank, mean of %d); blocked in finish "
+        "%.2f ms (least-waiting rank; most-waiting %.2f); allreduce alone %.2f ms blocking, %.2f ms through the "
+        "reducer; buckets started during backward %.0f%%, done by its end %.0f%%\n",
+        world, world > 1 ? "s" : "", compute * 1e3, step * 1e3, iters, blocked * 1e3, blocked_hi * 1e3, ar * 1e3,
+        red * 1e3, 100.0 * (double)rs.started_early / ((double)rs.steps * nb),
+        100.0 * (double)rs.completed_early / ((double)rs.steps * nb));
     say("bench-scaling: world=%d step_ms=%.2f compute_ms=%.2f allreduce_ms=%.3f reducer_ms=%.3f blocked_ms=%.3f "
         "blocked_max_ms=%.3f buckets=%d grad_mb=%.1f\n",
-        world, step_max * 1e3, compute_max * 1e3, ar_max * 1e3, red_max * 1e3, blocked_mean * 1e3, blocked_max * 1e3,
-        nb, grad_mb);
+        world, step * 1e3, compute * 1e3, ar * 1e3, red * 1e3, blocked * 1e3, blocked_hi * 1e3, nb, grad_mb);
 
     dist_reducer_free(ctx.r);
     free(bounds);

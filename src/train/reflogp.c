@@ -34,9 +34,9 @@ void reflogp_data_hash(const PrefData *d, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out)
+/* log pi(y | x) of responses ids[0..n) of d into vals[0..n), `batch` sequences per forward. */
+static void compute_ids(Gpt *m, const PrefData *d, const int64_t *idlist, int64_t n, int batch, double *vals)
 {
-    int64_t R = d->n_responses;
     int T = m->max_seq;
     if (batch > m->max_batch)
         batch = m->max_batch;
@@ -44,46 +44,89 @@ void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, 
     int32_t *tok = xmalloc(sizeof(int32_t) * NT), *tgt = xmalloc(sizeof(int32_t) * NT);
     uint8_t *mask = xmalloc(NT);
     double *seq = xmalloc(sizeof(double) * batch);
-    int64_t *ids = xmalloc(sizeof(int64_t) * batch);
-    memset(out, 0, sizeof(double) * (size_t)R);
-    int64_t r = rank;
-    while (r < R) {
-        int B = 0, Tb = 1;
-        for (; B < batch && r < R; r += world)
-            ids[B++] = r;
+    for (int64_t i0 = 0; i0 < n; i0 += batch) {
+        int B = (int)(n - i0 < batch ? n - i0 : batch), Tb = 1;
+        const int64_t *ids = idlist + i0;
         for (int b = 0; b < B; b++) {
             int64_t e = ids[b], p = d->response_prompt[e];
-            int n = (int)((d->prompt_offsets[p + 1] - d->prompt_offsets[p]) + (d->response_offsets[e + 1] - d->response_offsets[e]));
-            if (n - 1 > T)
+            int len = (int)((d->prompt_offsets[p + 1] - d->prompt_offsets[p]) + (d->response_offsets[e + 1] - d->response_offsets[e]));
+            if (len - 1 > T)
                 die_user("response %lld with its prompt is %d tokens, more than the reference model takes (%d)",
-                         (long long)e, n, T + 1);
-            Tb = n - 1 > Tb ? n - 1 : Tb;
+                         (long long)e, len, T + 1);
+            Tb = len - 1 > Tb ? len - 1 : Tb;
         }
-        memset(tok, 0, sizeof(int32_t) * (size_t)B * Tb);
-        memset(tgt, 0, sizeof(int32_t) * (size_t)B * Tb);
-        memset(mask, 0, (size_t)B * Tb);
+        size_t BT = (size_t)(unsigned)B * (unsigned)Tb;
+        memset(tok, 0, sizeof(int32_t) * BT);
+        memset(tgt, 0, sizeof(int32_t) * BT);
+        memset(mask, 0, BT);
         for (int b = 0; b < B; b++) {
             int64_t e = ids[b], p = d->response_prompt[e];
             const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
             const int32_t *rt = d->response_tokens + d->response_offsets[e];
             int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]);
-            int n = lp + (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
-            for (int i = 0; i + 1 < n; i++) {
+            int len = lp + (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
+            for (int i = 0; i + 1 < len; i++) {
                 tok[(size_t)b * Tb + i] = i < lp ? pt[i] : rt[i - lp];
                 tgt[(size_t)b * Tb + i] = i + 1 < lp ? pt[i + 1] : rt[i + 1 - lp];
                 mask[(size_t)b * Tb + i] = i + 1 >= lp;
             }
         }
         gpt_forward(m, tok, tgt, mask, B, Tb, NULL, seq, NULL);
-        for (int b = 0; b < B; b++)
-            out[ids[b]] = seq[b];
+        memcpy(vals + i0, seq, sizeof(double) * (size_t)B);
     }
-    dist_allreduce_sum_f64(out, (size_t)R);
     free(tok);
     free(tgt);
     free(mask);
     free(seq);
+}
+
+/* This rank's responses: rank, rank + world, ... */
+static int64_t my_ids(int64_t R, int rank, int world, int64_t **ids)
+{
+    int64_t n = R > rank ? (R - rank + world - 1) / world : 0;
+    *ids = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        (*ids)[i] = rank + i * world;
+    return n;
+}
+
+void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out)
+{
+    int64_t *ids, n = my_ids(d->n_responses, rank, world, &ids);
+    double *vals = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    compute_ids(m, d, ids, n, batch, vals);
+    memset(out, 0, sizeof(double) * (size_t)d->n_responses);
+    for (int64_t i = 0; i < n; i++)
+        out[ids[i]] = vals[i];
+    dist_allreduce_sum_f64(out, (size_t)d->n_responses);
     free(ids);
+    free(vals);
+}
+
+void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out)
+{
+    int64_t R = s->meta.n_responses, *ids, n = my_ids(R, rank, world, &ids);
+    int64_t chunk = 4096, *iota = xmalloc(sizeof(int64_t) * (size_t)chunk);
+    double *vals = xmalloc(sizeof(double) * (size_t)chunk);
+    for (int64_t i = 0; i < chunk; i++)
+        iota[i] = i;
+    PrefData local;
+    memset(&local, 0, sizeof local);
+    memset(out, 0, sizeof(double) * (size_t)R);
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        int64_t k = n - i0 < chunk ? n - i0 : chunk;
+        char err[1024];
+        if (prefshard_gather_responses(s, k, ids + i0, &local, err, sizeof err) != 0)
+            die_user("%s", err);
+        compute_ids(m, &local, iota, k, batch, vals);
+        for (int64_t i = 0; i < k; i++)
+            out[ids[i0 + i]] = vals[i];
+    }
+    dist_allreduce_sum_f64(out, (size_t)R);
+    prefdata_free(&local);
+    free(ids);
+    free(iota);
+    free(vals);
 }
 
 int reflogp_cache_read(const char *path, const char *model_hash, const PrefData *d, double *out, char *err,

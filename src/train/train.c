@@ -124,12 +124,17 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
     t->drow = xmalloc(sizeof(float) * NR);
     t->row_logp = xmalloc(sizeof(double) * NR);
     t->pairs = xcalloc((size_t)B, sizeof(PairLogps));
+    t->ids = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
+    t->iota = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
+    for (int i = 0; i < 2 * B; i++)
+        t->iota[i] = i;
     t->pl_loss = xmalloc(sizeof(double) * B);
     t->dlc = xmalloc(sizeof(double) * B);
     t->dlr = xmalloc(sizeof(double) * B);
 }
 
 void trainer_set_ref(Trainer *t, const double *ref_logp) { t->ref_logp = ref_logp; }
+void trainer_set_shard(Trainer *t, PrefShard *s) { t->shard = s; }
 
 void trainer_free(Trainer *t)
 {
@@ -137,7 +142,8 @@ void trainer_free(Trainer *t)
         return;
     adamw_free(&t->opt);
     void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
-                    t->pairs, t->pl_loss, t->dlc, t->dlr};
+                    t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota};
+    prefdata_free(&t->local);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     memset(t, 0, sizeof *t);
@@ -168,15 +174,16 @@ static int put_tokens(const int32_t *src, int n, int32_t *tok, int32_t *pos, int
     return at + n;
 }
 
-/* Build the batch of examples ex[0..B). Fills tok/pos/skip (sequences Bs x T), the scored
- * rows, and returns T. *Bs is the number of sequences. */
-static int build_batch(Trainer *t, const int64_t *ex, int B, int *Bs, int *nrows)
+/* Build a batch from the responses ids[] of d: sft, B examples ids[b]; pairs, B pairs
+ * (ids[2b] chosen, ids[2b+1] rejected). d is the whole dataset, or the tokens this rank
+ * gathered for the micro-step (sharded reading). Fills tok/pos/skip (sequences Bs x T) and
+ * the scored rows; returns T. */
+static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B, int *Bs, int *nrows)
 {
-    const PrefData *d = t->data;
     int T = 1, nr = 0;
     if (!t->pref) {
         for (int b = 0; b < B; b++) {
-            int n = (int)example_len(d, ex[b]) - 1;
+            int n = (int)example_len(d, ids[b]) - 1;
             T = n > T ? n : T;
         }
         size_t NT = (size_t)(unsigned)B * (unsigned)T;
@@ -184,7 +191,7 @@ static int build_batch(Trainer *t, const int64_t *ex, int B, int *Bs, int *nrows
         for (size_t i = 0; i < NT; i++)
             t->pos[i] = (int32_t)(i % (size_t)T);
         for (int b = 0; b < B; b++) {
-            int64_t e = ex[b], p = d->response_prompt[e];
+            int64_t e = ids[b], p = d->response_prompt[e];
             const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p], *rt = d->response_tokens + d->response_offsets[e];
             int lp = prompt_len(d, p), lr = resp_len(d, e), n = lp + lr;
             int32_t *x = t->tok + (size_t)b * T;
@@ -204,7 +211,7 @@ static int build_batch(Trainer *t, const int64_t *ex, int B, int *Bs, int *nrows
     }
     /* pairs */
     for (int b = 0; b < B; b++) {
-        int64_t c = d->pair_chosen[ex[b]], r = d->pair_rejected[ex[b]], p = d->response_prompt[c];
+        int64_t c = ids[2 * b], r = ids[2 * b + 1], p = d->response_prompt[c];
         int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
         int n = t->share ? lp + lc + lr : lp + (lc > lr ? lc : lr);
         T = n > T ? n : T;
@@ -214,7 +221,7 @@ static int build_batch(Trainer *t, const int64_t *ex, int B, int *Bs, int *nrows
     memset(t->tok, 0, sizeof(int32_t) * NT);
     memset(t->pos, 0, sizeof(int32_t) * NT);
     for (int b = 0; b < B; b++) {
-        int64_t c = d->pair_chosen[ex[b]], r = d->pair_rejected[ex[b]], p = d->response_prompt[c];
+        int64_t c = ids[2 * b], r = ids[2 * b + 1], p = d->response_prompt[c];
         const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
         const int32_t *ct = d->response_tokens + d->response_offsets[c], *rt = d->response_tokens + d->response_offsets[r];
         int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
@@ -296,7 +303,27 @@ void trainer_grad(Trainer *t, StepStats *st)
     for (int a = 0; a < A; a++) {
         int Bs, nr;
         double c0 = now_s();
-        int T = build_batch(t, ex + a * B, B, &Bs, &nr);
+        /* the responses of this micro-step, read from the file when sharded */
+        int nid = t->pref ? 2 * B : B;
+        for (int b = 0; b < B; b++) {
+            int64_t e = ex[a * B + b];
+            if (t->pref) {
+                t->ids[2 * b] = d->pair_chosen[e];
+                t->ids[2 * b + 1] = d->pair_rejected[e];
+            } else {
+                t->ids[b] = e;
+            }
+        }
+        const PrefData *src = d;
+        const int64_t *use = t->ids;
+        if (t->shard) {
+            char err[1024];
+            if (prefshard_gather_responses(t->shard, nid, t->ids, &t->local, err, sizeof err) != 0)
+                die_user("%s", err);
+            src = &t->local;
+            use = t->iota;
+        }
+        int T = build_batch(t, src, use, B, &Bs, &nr);
         double c1 = now_s();
         st->t_data += c1 - c0;
         gpt_forward_rows(m, t->tok, t->pos, t->pref && t->share ? t->skip : NULL, Bs, T, nr, t->row, t->tgt,
@@ -575,7 +602,7 @@ static void check_replicas(const Gpt *m, int64_t step)
 
 /* Reference log-probs of every response: from the dataset file's cache when it holds an
  * entry for this reference, else computed by all ranks and (rank 0) added to the cache. */
-static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, int rank, int world)
+static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, PrefShard *shard, int rank, int world)
 {
     const char *ref = cfg->train.ref && *cfg->train.ref ? cfg->train.ref : cfg->model.init_from;
     if (!ref || !*ref)
@@ -603,11 +630,16 @@ static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, int ra
     reflogp_model_hash(&m, hash);
     double *v = xmalloc(sizeof(double) * (size_t)data->n_responses);
     int found = 0;
+    /* the cache is keyed by the dataset's contents: rank 0 reads the tokens once for that */
+    PrefData full;
+    memset(&full, 0, sizeof full);
+    if (rank == 0 && strcmp(cfg->train.ref_cache, "off") != 0)
+        prefdata_read(cfg->train.data, 0, &full);
     if (strcmp(cfg->train.ref_cache, "off") != 0) {
         /* rank 0 reads, everyone gets the verdict and the values */
         int64_t st = 0;
         if (rank == 0) {
-            st = reflogp_cache_read(cfg->train.data, hash, data, v, err, sizeof err);
+            st = reflogp_cache_read(cfg->train.data, hash, &full, v, err, sizeof err);
             if (st < 0)
                 die_user("%s", err);
             if (st == 0 && !strcmp(cfg->train.ref_cache, "require"))
@@ -623,15 +655,19 @@ static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, int ra
         say("reference: %s (hash %s): log-probs of %lld responses from the cache in %s\n", ref, hash,
             (long long)data->n_responses, cfg->train.data);
     } else {
-        reflogp_compute(&m, data, rank, world, batch, v);
+        if (shard)
+            reflogp_compute_shard(&m, shard, rank, world, batch, v);
+        else
+            reflogp_compute(&m, data, rank, world, batch, v);
         say("reference: %s (hash %s): computed log-probs of %lld responses in %.1f s\n", ref, hash,
             (long long)data->n_responses, now_s() - t0);
         if (rank == 0 && strcmp(cfg->train.ref_cache, "off") != 0) {
-            reflogp_cache_write(cfg->train.data, hash, data, v, ref);
+            reflogp_cache_write(cfg->train.data, hash, &full, v, ref);
             say("reference: cached as /ref_logp/%s in %s\n", hash, cfg->train.data);
         }
         dist_barrier();
     }
+    prefdata_free(&full);
     gpt_free(&m);
     return v;
 }
@@ -651,21 +687,27 @@ int cmd_train(int argc, char **argv)
     runtime_setup(&cfg.runtime, 1);
     int rank = dist_rank(), world = dist_size();
 
-    PrefData data;
-    prefdata_read(cfg.train.data, cfg.model.vocab_size, &data);
+    /* sharded: rank 0 validates the file, every rank keeps the small index arrays and reads
+     * the tokens of its own examples, step by step */
+    PrefShard shard;
+    char err[1024];
+    if (prefshard_open(cfg.train.data, cfg.model.vocab_size, &shard, err, sizeof err) != 0)
+        die_user("%s", err);
+    const PrefData *dp = &shard.meta;
     GptDims d = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
     int max_batch, max_seq;
-    trainer_model_shape(&cfg, &data, &max_batch, &max_seq);
+    trainer_model_shape(&cfg, dp, &max_batch, &max_seq);
     Gpt m;
     gpt_init_seq(&m, &d, max_batch, max_seq);
     gpt_init_weights(&m, (uint64_t)cfg.train.seed, cfg.model.init_std);
     if (cfg.model.init_from && *cfg.model.init_from)
         ckpt_load(cfg.model.init_from, &m, NULL, NULL);
     Trainer t;
-    trainer_init(&t, &cfg, &data, &m, rank, world);
+    trainer_init(&t, &cfg, dp, &m, rank, world);
+    trainer_set_shard(&t, &shard);
     double *ref = NULL;
     if (t.pref && loss_needs_ref(&t.loss)) {
-        ref = prepare_ref(&cfg, &data, rank, world);
+        ref = prepare_ref(&cfg, dp, &shard, rank, world);
         trainer_set_ref(&t, ref);
     }
     int resumed = 0;
@@ -775,7 +817,7 @@ int cmd_train(int argc, char **argv)
             free(ref);
             trainer_free(&t);
             gpt_free(&m);
-            prefdata_free(&data);
+            prefshard_close(&shard);
             config_free(&cfg);
             dist_barrier();
             return PREFER_EXIT_PREEMPTED;
@@ -791,10 +833,12 @@ int cmd_train(int argc, char **argv)
         say("train: logps/chosen %.3f -> %.3f, logps/rejected %.3f -> %.3f, accuracy %.3f -> %.3f\n",
             first.logps_chosen, st.logps_chosen, first.logps_rejected, st.logps_rejected, first.rewards_accuracies,
             st.rewards_accuracies);
+    say("train: read %.1f MB of tokens on rank 0 in %lld gathers (%.2f s)\n", shard.bytes_read / 1e6,
+        (long long)shard.gathers, shard.gather_seconds);
     free(ref);
     trainer_free(&t);
     gpt_free(&m);
-    prefdata_free(&data);
+    prefshard_close(&shard);
     config_free(&cfg);
     return 0;
 }
