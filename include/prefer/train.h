@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "prefer/config.h"
+#include "prefer/dist.h"
 #include "prefer/gpt.h"
 #include "prefer/losses.h"
 #include "prefer/optim.h"
@@ -68,6 +69,7 @@ typedef struct {
     PrefShard *shard;
     PrefData local;      /* the tokens gathered for the current micro-step */
     int64_t *ids, *iota; /* (2 micro_batch) response ids of the micro-step; 0, 1, 2, ... */
+    DistReducer *red;    /* bucketed, overlapped gradient allreduce (NULL at one rank) */
 } Trainer;
 
 /* The activations a model needs for this config and data: sequences per forward and their

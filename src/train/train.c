@@ -124,6 +124,12 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
     t->drow = xmalloc(sizeof(float) * NR);
     t->row_logp = xmalloc(sizeof(double) * NR);
     t->pairs = xcalloc((size_t)B, sizeof(PairLogps));
+    if (world > 1) {
+        /* gradient buckets: one per layer (or piece of one), <= 16 MB, as backward finishes them */
+        size_t bounds[4096];
+        int nb = gpt_grad_buckets(model, DIST_MAX_CHUNK_BYTES, bounds, 4095);
+        t->red = dist_reducer_new(model->grads, model->num_params, bounds, nb);
+    }
     t->ids = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     t->iota = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     for (int i = 0; i < 2 * B; i++)
@@ -141,6 +147,7 @@ void trainer_free(Trainer *t)
     if (!t)
         return;
     adamw_free(&t->opt);
+    dist_reducer_free(t->red);
     void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
                     t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota};
     prefdata_free(&t->local);
@@ -263,6 +270,8 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
     return T;
 }
 
+static void reducer_ready(void *ctx, size_t off, size_t cnt) { dist_reducer_ready((DistReducer *)ctx, off, cnt); }
+
 void trainer_grad(Trainer *t, StepStats *st)
 {
     const TrainConfig *tc = &t->cfg->train;
@@ -365,13 +374,20 @@ void trainer_grad(Trainer *t, StepStats *st)
             }
         }
         double c2 = now_s();
-        gpt_backward_rows(m, t->drow, NULL, NULL);
+        /* on the last micro-step, each layer's gradient bucket starts its allreduce as soon
+         * as backward has finished it, overlapping communication with the layers below */
+        int last = a == A - 1 && t->red;
+        gpt_backward_rows(m, t->drow, last ? reducer_ready : NULL, t->red);
         st->t_backward += now_s() - c2;
     }
     free(ex);
-    double c3 = now_s();
-    dist_allreduce_sum_f32(m->grads, m->num_params);
-    st->t_allreduce += now_s() - c3;
+    if (t->red) {
+        st->t_allreduce = dist_reducer_finish(t->red); /* time blocked: the part not hidden */
+    } else {
+        double c3 = now_s();
+        dist_allreduce_sum_f32(m->grads, m->num_params);
+        st->t_allreduce += now_s() - c3;
+    }
     if (!t->pref) {
         dist_allreduce_sum_f64(&loss_sum, 1);
         st->loss = loss_sum / norm;
