@@ -446,6 +446,12 @@ def fig_curriculum(plt, r, color, out_dir, written):
             pv = d["pvar"].astype(float)
             sel = d.get("selected")
             sel = sel.astype(bool) if sel is not None and sel.shape == pv.shape else None
+            fin = np.isfinite(pv)  # NaN: a prompt without a PVar (fewer than 2 responses)
+            pv = pv[fin]
+            sel = sel[fin] if sel is not None else None
+            if not len(pv):
+                lines.append(f"| {k} | 0 | - | - | - | - | - | - |")
+                continue
             ns = int(sel.sum()) if sel is not None else None
             fmt = lambda v: f"{v:.4g}" if np.isfinite(v) else "-"  # noqa: E731
             if sel is not None:

@@ -11,12 +11,16 @@
 # ../shared/PLATFORM.md: SlurmUser=root, proctrack/linuxproc, task/none, select/cons_tres with
 # CR_CPU, MpiDefault=pmix, no accounting (no sacct), one node "localhost" at 127.0.0.1 with
 # CPUs=2 (config_overrides: the count is the config's whatever the hardware), short timeouts and
-# AuthInfo cred_expire=30 so a requeued job restarts after ~1 minute instead of ~2.5.
-# slurmctld binds to 127.0.0.1 only (CommunicationParameters=NoCtldInAddrAny binds it to
-# the SlurmctldHost address); slurmd and srun still bind to all addresses while it runs.
+# AuthInfo cred_expire=30 and a 2 s backfill interval, so a requeued job restarts ~35 s after
+# its requeue (~2.5 minutes with the defaults).
+# Nothing listens on all addresses: CommunicationParameters=NoCtldInAddrAny binds slurmctld to
+# the SlurmctldHost address (127.0.0.1) and NoInAddrAny binds slurmd to its NodeAddr (127.0.0.1)
+# and srun and slurmstepd to the address the host name resolves to (127.0.0.1 on the machines
+# this was written on; a LAN address where the host name resolves to one).
 #
 # Knobs (environment):
-#   PREFER_SLURM_DIR   the directory (default ${TMPDIR:-/tmp}/prefer-slurm-$UID)
+#   PREFER_SLURM_DIR   the directory (default ${TMPDIR:-/tmp}/prefer-slurm-$UID); every
+#                      directory above it must be searchable by all (munged checks)
 #   PREFER_SLURM_PORT  slurmctld's port; slurmd uses the next one (default 16817: not the
 #                      standard 6817/6818, so a real Slurm on the machine is left alone)
 #   PREFER_SLURM_CPUS  CPUs of the node (default 2)
@@ -194,5 +198,5 @@ status)
     fi
     echo "slurm-local: not running ($D)"
     exit 1 ;;
-*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,/^set -u/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

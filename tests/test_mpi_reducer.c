@@ -5,7 +5,8 @@
  * CLI test tests/cli/test_reducer.sh runs it under mpirun -np 2 and -np 3. Every rank checks its
  * own results; the failure counts are summed over ranks before rank 0 reports, and every
  * rank exits non-zero if any rank failed. Exact equality at 2 ranks (a float sum of two
- * values does not depend on the order), 1e-6 of the sum of magnitudes at 3 and more.
+ * values does not depend on the order), 1e-6 of the sum of magnitudes at 3 and more; the
+ * same bits on every rank always (replicas must not drift apart).
  *
  * With an argument it instead exercises one refusal, which must end the job (exit != 0):
  *   --oversize  a bucket of DIST_MAX_CHUNK_BYTES + 4 bytes
@@ -46,6 +47,10 @@ static void compare(const char *what, const float *got, const float *want, const
     }
     CHECK(bad == 0, "%s: %zu of %zu values differ from MPI_Allreduce's sum, first at %zu: %.9g vs %.9g", what, bad,
           n, first, bad ? got[first] : 0.0f, bad ? want[first] : 0.0f);
+    /* replicas must stay bit-identical: the same sums on every rank (min = max of a hash) */
+    int64_t h = (int64_t)(util_hash(UTIL_HASH_INIT, got, sizeof(float) * n) >> 1), mm[2] = {h, INT64_MAX - h};
+    dist_allreduce_min_i64(mm, 2);
+    CHECK(mm[0] == INT64_MAX - mm[1], "%s: the sums differ between ranks", what);
 }
 
 /* Reference sums (and sums of magnitudes) of x through the blocking allreduce. */

@@ -24,6 +24,11 @@ typedef struct {
     uint64_t rng_key;    /* training RNG stream (rng.h) */
     uint64_t rng_counter;
     double bco_delta, bco_count; /* bco_pair's running reward baseline (losses.h); 0 if absent */
+    /* PVar curriculum (train.h): the current curriculum epoch, the step it began at, and
+     * its selected prompts (sorted; n_sel = 0 and sel = NULL when there is no curriculum).
+     * On load sel is allocated (caller frees) and cur_epoch = -1 if absent. */
+    int64_t cur_epoch, cur_start, n_sel;
+    int64_t *sel;
 } CkptState;
 
 /* Save model params (and opt moments if opt != NULL) with state and config text.

@@ -78,6 +78,17 @@ typedef struct {
 } RuntimeConfig;
 
 typedef struct {
+    char *select;       /* "none" | "top" | "bottom" | "random" | "proportional" */
+    double frac;        /* share of prompts kept */
+    double temperature; /* proportional: weight PVar^(1/temperature) */
+    int every;          /* reselect every N epochs; 0 = once, before training */
+    char *source;       /* "model" (the policy's implicit rewards) | "scores" */
+    double beta;        /* model: sigma(beta (h_i - h_j)); 0 = loss.beta */
+    double scale;       /* scores: sigma(scale (s_i - s_j)) */
+    int64_t seed;
+} CurriculumConfig;
+
+typedef struct {
     char *out;          /* training preference file (HDF5): K responses per prompt, pairs */
     char *sft_out;      /* SFT demonstrations: one teacher response per prompt ("" = skip) */
     char *heldout_out;  /* held-out prompts with K responses and pairs ("" = skip) */
@@ -137,6 +148,7 @@ typedef struct {
     LossConfig loss;
     SampleConfig sample;
     RuntimeConfig runtime;
+    CurriculumConfig curriculum;
     SynthConfig synth;
     LabelConfig label;
     EvalConfig eval;

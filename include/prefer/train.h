@@ -70,6 +70,19 @@ typedef struct {
     PrefData local;      /* the tokens gathered for the current micro-step */
     int64_t *ids, *iota; /* (2 micro_batch) response ids of the micro-step; 0, 1, 2, ... */
     DistReducer *red;    /* bucketed, overlapped gradient allreduce (NULL at one rank) */
+    /* PVar curriculum (curriculum.select != "none"): the current epoch trains on the pairs
+     * of the selected prompts, shuffled; epochs are whole steps long */
+    int cur_on;
+    int64_t cur_epoch;       /* -1 before the first selection */
+    int64_t cur_start;       /* step at which the current epoch began */
+    int64_t cur_steps;       /* steps in it: ceil(pairs / global batch) */
+    int64_t n_sel;           /* selected prompts */
+    int64_t *sel;            /* [n_prompts] selected prompt ids (sorted), first n_sel used */
+    int64_t n_cur;           /* pairs of the selected prompts */
+    int64_t *cur_pairs;      /* [n_pairs] their pair ids, shuffled for the epoch */
+    double *pvar;            /* [n_prompts] PVar at the last selection (NaN: < 2 responses) */
+    int cur_new;             /* set when a selection was just made (for the run log) */
+    double cur_seconds;      /* time the last selection took */
 } Trainer;
 
 /* The activations a model needs for this config and data: sequences per forward and their
@@ -90,6 +103,9 @@ void trainer_set_ref(Trainer *t, const double *ref_logp);
 void trainer_grad(Trainer *t, StepStats *st);
 /* One optimizer step: trainer_grad, clip, AdamW. Dies (naming the step) if the loss or gradient is not finite. */
 void trainer_step(Trainer *t, StepStats *st);
+/* Start a new curriculum epoch if the current one is over (collective: every rank calls
+ * it before each step; trainer_step does). Computes PVar and selects when due. */
+void trainer_curriculum(Trainer *t);
 /* Dataset index (response or pair) of the example at global position q of the stream. */
 int64_t trainer_example_at(Trainer *t, int64_t q);
 

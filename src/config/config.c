@@ -113,6 +113,15 @@ static const KeySpec KEYS[] = {
     K_INT64("sample.seed", sample.seed, "1", "[0, inf)", "seed: response k of prompt p draws from stream p * n + k (the same for every number of ranks and batch size)"),
     K_INT("sample.batch", sample.batch, "64", "[1, 65536]", "sequences per KV-cache step"),
 
+    K_CHOICE("curriculum.select", curriculum.select, "none", "none|top|bottom|random|proportional", "PVar curriculum of preference training: which prompts each epoch trains on (none = all; top/bottom = highest/lowest PVar; random = the baseline; proportional = sampled with probability ~ PVar^(1/temperature))"),
+    K_FLOAT("curriculum.frac", curriculum.frac, "0.1", "(0, 1]", "share of the prompts selected"),
+    K_FLOAT("curriculum.temperature", curriculum.temperature, "1.0", "(0, 1e6]", "proportional selection: weights PVar^(1/temperature)"),
+    K_INT("curriculum.every", curriculum.every, "1", "[0, 1e6]", "reselect every N epochs (an epoch = one pass over the selected prompts' pairs); 0 = once, before training"),
+    K_CHOICE("curriculum.source", curriculum.source, "model", "model|scores", "PVar from the current policy's implicit rewards log pi - log pi_ref (model) or from the responses' scores (scores: offline, e.g. a reward model or the true reward)"),
+    K_FLOAT("curriculum.beta", curriculum.beta, "0", "[0, 1e6]", "model source: p = sigma(beta (h_i - h_j)); 0 = loss.beta"),
+    K_FLOAT("curriculum.scale", curriculum.scale, "1.0", "(0, 1e6]", "scores source: p = sigma(scale (s_i - s_j))"),
+    K_INT64("curriculum.seed", curriculum.seed, "1", "[0, inf)", "seed of random and proportional selection"),
+
     K_INT("runtime.threads", runtime.threads, "0", "[0, 1024]", "threads per rank for BLAS and OpenMP (0 = auto)"),
 
     K_STRING("synth.out", synth.out, "demo-out/train.h5", KF_NONEMPTY, "training preference file (HDF5): synth.k teacher responses per prompt, true-reward scores, labelled pairs"),

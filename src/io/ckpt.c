@@ -113,6 +113,12 @@ void ckpt_save(const char *path, const Gpt *m, const AdamW *opt, const CkptState
     h5u_attr_i64(f, "rng_counter", u2i(st ? st->rng_counter : 0));
     h5u_attr_f64(f, "bco_delta", st ? st->bco_delta : 0.0);
     h5u_attr_f64(f, "bco_count", st ? st->bco_count : 0.0);
+    h5u_attr_i64(f, "cur_epoch", st ? st->cur_epoch : -1);
+    h5u_attr_i64(f, "cur_start", st ? st->cur_start : 0);
+    if (st && st->n_sel > 0) {
+        hsize_t dims[1] = {(hsize_t)st->n_sel};
+        h5u_write_array(f, "/curriculum/selected_prompts", H5T_NATIVE_INT64, 1, dims, st->sel);
+    }
 
     create_group(f, "params");
     write_tensors(f, "params", m, m->params);
@@ -296,6 +302,22 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
         if (read_tensors(f, path, "adam/m", m, sm, 0, err, errlen) != 0 ||
             read_tensors(f, path, "adam/v", m, sv, 1, err, errlen) != 0)
             goto fail;
+    }
+    s.sel = NULL;
+    s.n_sel = 0;
+    if (h5u_read_attr_i64(f, "cur_epoch", &s.cur_epoch) != 0)
+        s.cur_epoch = -1;
+    if (h5u_read_attr_i64(f, "cur_start", &s.cur_start) != 0)
+        s.cur_start = 0;
+    if (st && H5Lexists(f, "curriculum", H5P_DEFAULT) > 0 &&
+        H5Lexists(f, "/curriculum/selected_prompts", H5P_DEFAULT) > 0) {
+        hsize_t dims[4];
+        char e2[256];
+        s.sel = h5u_read_array(f, "/curriculum/selected_prompts", H5T_NATIVE_INT64, 1, dims, &s.n_sel, e2, sizeof e2);
+        if (!s.sel) {
+            seterr(err, errlen, "%s: %s", path, e2);
+            goto fail;
+        }
     }
     /* Every check passed: commit. */
     memcpy(m->params, sp, m->num_params * sizeof(float));

@@ -37,7 +37,7 @@ static void usage(void)
            "  reducer    the whole gradient alone through the bucketed reducer\n"
            "Last line: bench-scaling: world=P step_ms=S compute_ms=C allreduce_ms=A\n"
            "           reducer_ms=R blocked_ms=B blocked_max_ms=M buckets=K grad_mb=G\n"
-           "(ms, means over iterations: step and compute of the slowest rank; blocked_ms on the\n"
+           "(ms, medians over iterations: step and compute of the slowest rank; blocked_ms on the\n"
            "rank that waited least - the last to end backward, so the allreduce left exposed -\n"
            "blocked_max_ms on the one that waited most, which adds waiting for the slower rank).\n"
            "PREFER_BUCKET_BYTES sets the bucket size (default and maximum 16 MB).\n"
@@ -50,6 +50,19 @@ typedef struct {
 } ReadyCtx;
 
 static void on_ready(void *ctx, size_t off, size_t count) { dist_reducer_ready(((ReadyCtx *)ctx)->r, off, count); }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median of v[0..n) (reorders v) */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 /* min and max over ranks of a per-rank value (collective) */
 static void over_ranks(double v, double *min, double *max)
@@ -117,9 +130,11 @@ int cmd_bench_scaling(int argc, char **argv)
 
     /* Per iteration: the slowest rank's compute and step; blocked in finish on the rank that
      * waited least (the last to end backward: its wait is the allreduce left exposed) and
-     * on the rank that waited most (that plus waiting for the slower rank). */
-    int warm = quick ? 1 : 2, iters = quick ? 2 : 6, comm_reps = quick ? 3 : 10;
-    double compute = 0, step = 0, blocked = 0, blocked_hi = 0;
+     * on the rank that waited most (that plus waiting for the slower rank). Medians over
+     * iterations: a shared machine's hiccups hit single iterations. */
+    int warm = quick ? 1 : 2, iters = quick ? 2 : 8, comm_reps = quick ? 3 : 15;
+    double *v = xmalloc(sizeof(double) * 4 * (size_t)(iters > comm_reps ? iters : comm_reps));
+    double *v_c = v, *v_s = v + iters, *v_b = v + 2 * iters, *v_bh = v + 3 * iters;
     for (int it = 0; it < warm + iters; it++) {
         /* forward + backward alone */
         dist_barrier();
@@ -145,21 +160,19 @@ int cmd_bench_scaling(int argc, char **argv)
                 "(range over ranks)\n",
                 it, c_lo * 1e3, c_hi * 1e3, s_lo * 1e3, s_hi * 1e3, lo * 1e3, hi * 1e3);
         if (it >= warm) {
-            compute += c_hi;
-            step += s_hi;
-            blocked += lo;
-            blocked_hi += hi;
+            v_c[it - warm] = c_hi;
+            v_s[it - warm] = s_hi;
+            v_b[it - warm] = lo;
+            v_bh[it - warm] = hi;
         }
     }
-    compute /= iters;
-    step /= iters;
-    blocked /= iters;
-    blocked_hi /= iters;
+    double compute = median(v_c, iters), step = median(v_s, iters), blocked = median(v_b, iters),
+           blocked_hi = median(v_bh, iters);
     DistReducerStats rs;
     dist_reducer_stats(ctx.r, &rs);
 
     /* the allreduce alone: blocking in <= 16 MB pieces, and the reducer with nothing to overlap */
-    double ar = 0, red = 0;
+    double *v_a = v, *v_r = v + comm_reps;
     for (int it = 0; it < 1 + comm_reps; it++) {
         dist_barrier();
         double t0 = now_s();
@@ -172,14 +185,14 @@ int cmd_bench_scaling(int argc, char **argv)
         over_ranks(t1 - t0, &lo, &a_hi);
         over_ranks(t3 - t2, &lo, &r_hi);
         if (it > 0) {
-            ar += a_hi;
-            red += r_hi;
+            v_a[it - 1] = a_hi;
+            v_r[it - 1] = r_hi;
         }
     }
-    ar /= comm_reps;
-    red /= comm_reps;
+    double ar = median(v_a, comm_reps), red = median(v_r, comm_reps);
+    free(v);
 
-    say("bench-scaling: %d rank%s: compute %.1f ms, step %.1f ms (slowest rank, mean of %d); blocked in finish "
+    say("bench-scaling: %d rank%s: compute %.1f ms, step %.1f ms (slowest rank, median of %d); blocked in finish "
         "%.2f ms (least-waiting rank; most-waiting %.2f); allreduce alone %.2f ms blocking, %.2f ms through the "
         "reducer; buckets started during backward %.0f%%, done by its end %.0f%%\n",
         world, world > 1 ? "s" : "", compute * 1e3, step * 1e3, iters, blocked * 1e3, blocked_hi * 1e3, ar * 1e3,

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "prefer/train.h"
 #include "prefer/ckpt.h"
+#include "prefer/pvar.h"
 #include "prefer/reflogp.h"
 #include "prefer/runlog.h"
 #include "prefer/cli.h"
@@ -130,6 +131,16 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
         int nb = gpt_grad_buckets(model, DIST_MAX_CHUNK_BYTES, bounds, 4095);
         t->red = dist_reducer_new(model->grads, model->num_params, bounds, nb);
     }
+    t->cur_on = t->pref && strcmp(cfg->curriculum.select, "none") != 0;
+    t->cur_epoch = -1;
+    if (t->cur_on) {
+        if (!strcmp(cfg->curriculum.source, "scores") && !data->response_score)
+            die_user("%s: curriculum.source = \"scores\" needs response scores, and the file has none",
+                     cfg->train.data);
+        t->sel = xmalloc(sizeof(int64_t) * (size_t)(data->n_prompts ? data->n_prompts : 1));
+        t->cur_pairs = xmalloc(sizeof(int64_t) * (size_t)data->n_pairs);
+        t->pvar = xmalloc(sizeof(double) * (size_t)(data->n_prompts ? data->n_prompts : 1));
+    }
     t->ids = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     t->iota = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     for (int i = 0; i < 2 * B; i++)
@@ -149,7 +160,7 @@ void trainer_free(Trainer *t)
     adamw_free(&t->opt);
     dist_reducer_free(t->red);
     void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
-                    t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota};
+                    t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota, t->sel, t->cur_pairs, t->pvar};
     prefdata_free(&t->local);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
@@ -158,6 +169,11 @@ void trainer_free(Trainer *t)
 
 int64_t trainer_example_at(Trainer *t, int64_t q)
 {
+    if (t->cur_on) {
+        if (t->cur_epoch < 0 || t->n_cur < 1)
+            die("trainer_example_at: no curriculum epoch (call trainer_curriculum before each step)");
+        return t->cur_pairs[(q - t->cur_start * t->global_batch) % t->n_cur];
+    }
     int64_t epoch = q / t->n_examples;
     if (epoch != t->perm_epoch) {
         Rng r;
@@ -268,6 +284,92 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
     *Bs = S;
     *nrows = nr;
     return T;
+}
+
+
+/* The pairs of the selected prompts, shuffled with the epoch's own stream. */
+static void curriculum_epoch_pairs(Trainer *t)
+{
+    const PrefData *d = t->data;
+    uint8_t *on = xcalloc((size_t)(d->n_prompts ? d->n_prompts : 1), 1);
+    for (int64_t i = 0; i < t->n_sel; i++)
+        on[t->sel[i]] = 1;
+    t->n_cur = 0;
+    for (int64_t i = 0; i < d->n_pairs; i++)
+        if (on[d->response_prompt[d->pair_chosen[i]]])
+            t->cur_pairs[t->n_cur++] = i;
+    free(on);
+    if (t->n_cur < 1)
+        die_user("curriculum epoch %lld: the selected prompts have no pairs (raise curriculum.frac)",
+                 (long long)t->cur_epoch);
+    Rng r;
+    rng_init(&r, (uint64_t)t->cfg->train.seed, 0xc0ffee00ULL + (uint64_t)t->cur_epoch);
+    rng_shuffle_i64(&r, t->cur_pairs, t->n_cur);
+    t->cur_steps = (t->n_cur + t->global_batch - 1) / t->global_batch;
+}
+
+/* PVar of every prompt, then rank 0 selects and broadcasts (every rank holds the same PVar,
+ * but one decision, sent to all, cannot diverge). */
+static void curriculum_select(Trainer *t)
+{
+    const CurriculumConfig *cc = &t->cfg->curriculum;
+    const PrefData *d = t->data;
+    double t0 = now_s();
+    int64_t R = d->n_responses;
+    double *h = xmalloc(sizeof(double) * (size_t)(R ? R : 1)), beta;
+    if (!strcmp(cc->source, "scores")) {
+        for (int64_t i = 0; i < R; i++)
+            h[i] = d->response_score[i];
+        beta = cc->scale;
+    } else {
+        /* implicit rewards of the current policy: log pi(y) - log pi_ref(y), every response,
+         * the work split over the ranks */
+        if (t->shard)
+            reflogp_compute_shard(t->model, t->shard, t->rank, t->world, t->model->max_batch, h);
+        else
+            reflogp_compute(t->model, d, t->rank, t->world, t->model->max_batch, h);
+        for (int64_t i = 0; i < R; i++)
+            h[i] -= t->ref_logp ? t->ref_logp[i] : 0.0;
+        beta = cc->beta > 0 ? cc->beta : t->loss.beta;
+    }
+    pvar_all(d, h, beta, t->pvar);
+    free(h);
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < d->n_prompts; i++)
+        nonzero += t->pvar[i] > 0;
+    if (nonzero == 0 && t->rank == 0)
+        warn("curriculum epoch %lld: PVar is 0 for every prompt (the policy still equals its reference), so this "
+             "selection is arbitrary; curriculum.source = \"scores\" selects offline from the responses' scores",
+             (long long)t->cur_epoch);
+    int64_t n = 0;
+    if (t->rank == 0) {
+        n = pvar_select(t->pvar, d->n_prompts, cc->select, cc->frac, cc->temperature, (uint64_t)cc->seed,
+                        (uint64_t)t->cur_epoch, t->sel);
+        if (n < 0)
+            die("curriculum: pvar_select refused mode %s frac %g", cc->select, cc->frac);
+    }
+    dist_bcast(&n, sizeof n, 0);
+    dist_bcast(t->sel, sizeof(int64_t) * (size_t)n, 0);
+    t->n_sel = n;
+    if (n < 1)
+        die_user("curriculum: no prompt has two or more responses to compute PVar from (%s)", t->cfg->train.data);
+    t->cur_new = 1;
+    t->cur_seconds = now_s() - t0;
+}
+
+void trainer_curriculum(Trainer *t)
+{
+    if (!t->cur_on)
+        return;
+    if (t->cur_epoch >= 0 && t->step < t->cur_start + t->cur_steps)
+        return;
+    int first = t->cur_epoch < 0;
+    t->cur_epoch++;
+    t->cur_start = t->step;
+    int every = t->cfg->curriculum.every;
+    if (first || (every > 0 && t->cur_epoch % every == 0))
+        curriculum_select(t);
+    curriculum_epoch_pairs(t);
 }
 
 static void reducer_ready(void *ctx, size_t off, size_t cnt) { dist_reducer_ready((DistReducer *)ctx, off, cnt); }
@@ -416,6 +518,7 @@ void trainer_step(Trainer *t, StepStats *st)
     const TrainConfig *tc = &t->cfg->train;
     Gpt *m = t->model;
     double t0 = now_s();
+    trainer_curriculum(t);
     trainer_grad(t, st);
     if (t->pref)
         loss_bco_update(&t->loss, (st->rewards_chosen + st->rewards_rejected) / 2);
@@ -434,7 +537,9 @@ void trainer_save(const Trainer *t, const char *path)
 {
     char *text = config_to_text(t->cfg);
     CkptState s = {.step = t->step, .rng_key = 0, .rng_counter = 0, .bco_delta = t->loss.bco_delta,
-                   .bco_count = t->loss.bco_count};
+                   .bco_count = t->loss.bco_count, .cur_epoch = t->cur_on ? t->cur_epoch : -1,
+                   .cur_start = t->cur_start, .n_sel = t->cur_on && t->cur_epoch >= 0 ? t->n_sel : 0,
+                   .sel = t->sel};
     ckpt_save(path, t->model, &t->opt, &s, text);
     free(text);
 }
@@ -446,6 +551,21 @@ void trainer_load(Trainer *t, const char *path)
     t->step = s.step;
     t->loss.bco_delta = s.bco_delta;
     t->loss.bco_count = s.bco_count;
+    if (t->cur_on && s.cur_epoch >= 0) {
+        /* the epoch in progress, with the prompts it selected: continue it exactly */
+        if (s.n_sel < 1 || s.n_sel > t->data->n_prompts)
+            die_user("%s: curriculum state of %lld prompts does not fit the dataset's %lld", path, (long long)s.n_sel,
+                     (long long)t->data->n_prompts);
+        for (int64_t i = 0; i < s.n_sel; i++)
+            if (s.sel[i] < 0 || s.sel[i] >= t->data->n_prompts)
+                die_user("%s: curriculum prompt %lld is not in the dataset", path, (long long)s.sel[i]);
+        memcpy(t->sel, s.sel, sizeof(int64_t) * (size_t)s.n_sel);
+        t->n_sel = s.n_sel;
+        t->cur_epoch = s.cur_epoch;
+        t->cur_start = s.cur_start;
+        curriculum_epoch_pairs(t);
+    }
+    free(s.sel);
 }
 
 /* ---------------- prefer train ---------------- */
@@ -739,6 +859,16 @@ int cmd_train(int argc, char **argv)
         }
     }
     install_stop_handlers();
+    if (resumed && t.step >= cfg.train.steps) {
+        say("train: the run was already complete (step %lld of %d): nothing to do\n", (long long)t.step,
+            cfg.train.steps);
+        free(ref);
+        trainer_free(&t);
+        gpt_free(&m);
+        prefshard_close(&shard);
+        config_free(&cfg);
+        return 0;
+    }
     dist_bcast(m.params, sizeof(float) * m.num_params, 0);
     if (rank == 0)
         mkdir_p(cfg.train.out_dir);
@@ -773,6 +903,50 @@ int cmd_train(int argc, char **argv)
     StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
         trainer_step(&t, &st);
+        if (t.cur_new) {
+            t.cur_new = 0;
+            int64_t P = dp->n_prompts;
+            double ms = 0, mu = 0, ns = 0, nu = 0;
+            uint8_t *flag = xcalloc((size_t)(P ? P : 1), 1);
+            for (int64_t i = 0; i < t.n_sel; i++)
+                flag[t.sel[i]] = 1;
+            for (int64_t i = 0; i < P; i++)
+                if (!isnan(t.pvar[i])) {
+                    if (flag[i]) {
+                        ms += t.pvar[i];
+                        ns++;
+                    } else {
+                        mu += t.pvar[i];
+                        nu++;
+                    }
+                }
+            ms = ns > 0 ? ms / ns : NAN;
+            mu = nu > 0 ? mu / nu : NAN;
+            /* share of the epoch: the selection time over it plus the epoch's steps at the
+             * mean step time so far (an estimate made when the epoch starts) */
+            double per_step = (now_s() - t_start) / (double)(t.step > 0 ? t.step : 1);
+            double share = t.cur_seconds / (t.cur_seconds + per_step * (double)t.cur_steps);
+            say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
+                "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the epoch)\n",
+                (long long)t.cur_epoch, (long long)t.cur_start, cfg.curriculum.select, 100 * cfg.curriculum.frac,
+                cfg.curriculum.source, (long long)t.n_sel, (long long)P, (long long)t.n_cur, (long long)t.cur_steps, ms,
+                mu, t.cur_seconds, 100 * share);
+            if (rl) {
+                static const char *const en[] = {"epoch", "step", "n_selected", "n_pairs", "steps",
+                                                 "pvar_selected_mean", "pvar_unselected_mean", "seconds", "share"};
+                double ev[] = {(double)t.cur_epoch, (double)t.cur_start, (double)t.n_sel, (double)t.n_cur,
+                               (double)t.cur_steps, ms, mu, t.cur_seconds, share};
+                runlog_row(rl, "epochs", 9, en, ev);
+                char path[96];
+                hsize_t dims[1] = {(hsize_t)P};
+                snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar", (long long)t.cur_epoch);
+                runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, dims, t.pvar);
+                snprintf(path, sizeof path, "/curriculum/epoch_%lld/selected", (long long)t.cur_epoch);
+                runlog_array(rl, path, H5T_NATIVE_UINT8, 1, dims, flag);
+                runlog_flush(rl);
+            }
+            free(flag);
+        }
         tok_window += st.tokens;
         time_window += st.seconds;
         loss = st.loss;

@@ -36,7 +36,7 @@ expect_fail "gradients readied twice refused" "readied twice in one step" --twic
 tiny="--quick --set model.n_layer=2 --set model.n_embd=64 --set model.n_head=2 --set model.context=32"
 tiny="$tiny --set model.vocab_size=256 --set train.micro_batch=2"
 # shellcheck disable=SC2086
-if BIN="${BIN:-bin}" scripts/bench-scaling.sh configs/bench.cfg $tiny >"$T/scaling" 2>&1 \
+if BIN="${BIN:-bin}" REPEAT=1 scripts/bench-scaling.sh configs/bench.cfg $tiny >"$T/scaling" 2>&1 \
     && grep -q "^bench-scaling: world=2 step_ms=[0-9.]* .*buckets=3 " "$T/scaling" \
     && tail -n 1 "$T/scaling" | grep -Eq "^bench-scaling: efficiency=[0-9.]+ overlap=-?[0-9.]+$"; then
     ok "bench-scaling: $(tail -n 1 "$T/scaling")"
