@@ -1,6 +1,7 @@
 # prefer: build, test, bench, install.
 #   make              optimised build of bin/prefer
 #   make check        every test (installs missing Debian packages first)
+#   make check-slurm  the Slurm job scripts on a throwaway local Slurm cluster (root)
 #   make demo         the demo pipeline
 #   make bench        forward+backward throughput against the sgemm ceiling
 #   make bench-scaling  data-parallel step at 1 and 2 ranks: scaling efficiency, allreduce overlap
@@ -55,9 +56,13 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check check-unit check-cli demo bench bench-scaling install uninstall clean reference help
+.PHONY: all deps check check-slurm check-unit check-cli demo bench bench-scaling install uninstall clean reference help
 
-all: deps-quiet $(BIN)/prefer
+# Recursive so that a first run on a fresh machine installs the packages, then builds with
+# the flags pkg-config finds for them.
+all:
+	@[ "$(HAVE_PKGS)" = yes ] || scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(BIN)/prefer
 
 help:
 	@sed -n '1,11p' Makefile
@@ -94,6 +99,13 @@ check:
 	@scripts/install-deps.sh --python
 	@$(MAKE) --no-print-directory $(BIN)/prefer $(TESTS)
 	@BUILD=$(BUILD) BIN=$(BIN) scripts/run-tests.sh $(TESTS)
+
+# The Slurm job scripts on a real one-node Slurm (scripts/slurm-local.sh): needs root to
+# install slurm-wlm and munge; skips otherwise. .ci/run runs it after `make check`.
+check-slurm:
+	@scripts/install-deps.sh --python
+	@$(MAKE) --no-print-directory $(BIN)/prefer
+	@BUILD=$(BUILD) BIN=$(BIN) TEST_DIRS=tests/slurm scripts/run-tests.sh
 
 demo:
 	@scripts/install-deps.sh --python

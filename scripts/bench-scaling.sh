@@ -38,10 +38,11 @@ val() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$T/line$1"; }
 echo "== kept (shortest step of $REPEAT):"
 cat "$T/line1" "$T/line2"
 awk -v s1="$(val 1 step_ms)" -v s2="$(val 2 step_ms)" -v c1="$(val 1 compute_ms)" -v c2="$(val 2 compute_ms)" \
-    -v a2="$(val 2 allreduce_ms)" -v r2="$(val 2 reducer_ms)" -v b2="$(val 2 blocked_ms)" 'BEGIN {
+    -v a2="$(val 2 allreduce_ms)" -v r2="$(val 2 reducer_ms)" -v b2="$(val 2 blocked_ms)" \
+    -v y2="$(val 2 in_ready_ms)" 'BEGIN {
     printf "step: 1 rank %.1f ms, 2 ranks %.1f ms; forward+backward alone: %.1f ms, %.1f ms (compute scaling %.3f)\n",
         s1, s2, c1, c2, c1 / c2
-    printf "gradient allreduce at 2 ranks: %.2f ms blocking alone, %.2f ms through the reducer alone, %.2f ms still blocked after backward\n",
-        a2, r2, b2
+    printf "gradient allreduce at 2 ranks: %.2f ms blocking alone, %.2f ms through the reducer alone; %.2f ms still blocked after backward, %.2f ms spent driving it inside backward (overlap counting that too: %.3f)\n",
+        a2, r2, b2, y2, (a2 > 0 ? 1 - (b2 + y2) / a2 : 0)
     printf "bench-scaling: efficiency=%.3f overlap=%.3f\n", s1 / s2, (a2 > 0 ? 1 - b2 / a2 : 0)
 }'

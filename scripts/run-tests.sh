@@ -31,7 +31,7 @@ done
 # bin/prefer always initialises MPI, and Open MPI's own allocations trip LeakSanitizer:
 # the command-line tests run with leak checks off (the unit tests above keep them).
 case "$BUILD" in *san*) export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0" ;; esac
-for t in tests/cli/*.sh; do
+for t in $(for d in ${TEST_DIRS:-tests/cli}; do ls "$d"/*.sh 2>/dev/null; done); do
     [ -f "$t" ] || continue
     name=$(basename "$t" .sh)
     start=$(date +%s)

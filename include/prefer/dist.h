@@ -71,11 +71,14 @@ void dist_reducer_ready(DistReducer *r, size_t off, size_t count);
 /* Start the buckets not yet started (readied or not), wait for all; afterwards buf holds
  * the sums. Collective. Returns the seconds spent in here (blocked). */
 double dist_reducer_finish(DistReducer *r);
-/* Totals since creation: steps finished, bytes reduced, seconds blocked in finish, buckets. */
+/* Totals since creation: steps finished, bytes reduced, seconds blocked in finish and spent
+ * in ready, buckets started and completed early. */
 typedef struct {
     int64_t steps;
     double bytes;
     double blocked_s;
+    double ready_s;          /* seconds inside dist_reducer_ready: starting and driving the
+                              * reductions, work that a single core per rank does in backward's time */
     int64_t started_early;   /* buckets started by dist_reducer_ready (not by finish) */
     int64_t completed_early; /* buckets already reduced when finish was called (0 at one rank) */
 } DistReducerStats;

@@ -278,6 +278,7 @@ static void reducer_test(DistReducer *r)
 
 void dist_reducer_ready(DistReducer *r, size_t off, size_t count)
 {
+    double t0 = r->mpi ? now_s() : 0;
     if (off > r->n || count > r->n - off)
         die("dist_reducer_ready: [%zu, %zu) is outside the buffer of %zu floats", off, off + count, r->n);
     size_t end = off + count;
@@ -309,6 +310,8 @@ void dist_reducer_ready(DistReducer *r, size_t off, size_t count)
         r->next--;
     }
     reducer_test(r);
+    if (r->mpi)
+        r->st.ready_s += now_s() - t0;
 }
 
 double dist_reducer_finish(DistReducer *r)

@@ -33,10 +33,12 @@ static void usage(void)
            "  compute    forward+backward alone\n"
            "  step       forward+backward+bucketed gradient allreduce overlapped with backward\n"
            "  blocked    the part of step spent waiting for the allreduce to end\n"
+           "  in_ready   the part of step spent in dist_reducer_ready (starting and driving the\n"
+           "             reductions during backward: with one core per rank, not free)\n"
            "  allreduce  the whole gradient alone, blocking, in <= 16 MB pieces\n"
            "  reducer    the whole gradient alone through the bucketed reducer\n"
            "Last line: bench-scaling: world=P step_ms=S compute_ms=C allreduce_ms=A\n"
-           "           reducer_ms=R blocked_ms=B blocked_max_ms=M buckets=K grad_mb=G\n"
+           "           reducer_ms=R blocked_ms=B blocked_max_ms=M in_ready_ms=Y buckets=K grad_mb=G\n"
            "(ms, medians over iterations: step and compute of the slowest rank; blocked_ms on the\n"
            "rank that waited least - the last to end backward, so the allreduce left exposed -\n"
            "blocked_max_ms on the one that waited most, which adds waiting for the slower rank).\n"
@@ -133,8 +135,9 @@ int cmd_bench_scaling(int argc, char **argv)
      * on the rank that waited most (that plus waiting for the slower rank). Medians over
      * iterations: a shared machine's hiccups hit single iterations. */
     int warm = quick ? 1 : 2, iters = quick ? 2 : 8, comm_reps = quick ? 3 : 15;
-    double *v = xmalloc(sizeof(double) * 4 * (size_t)(iters > comm_reps ? iters : comm_reps));
-    double *v_c = v, *v_s = v + iters, *v_b = v + 2 * iters, *v_bh = v + 3 * iters;
+    double *v = xmalloc(sizeof(double) * 5 * (size_t)(iters > comm_reps ? iters : comm_reps));
+    double *v_c = v, *v_s = v + iters, *v_b = v + 2 * iters, *v_bh = v + 3 * iters, *v_rd = v + 4 * iters;
+    DistReducerStats rs;
     for (int it = 0; it < warm + iters; it++) {
         /* forward + backward alone */
         dist_barrier();
@@ -144,6 +147,8 @@ int cmd_bench_scaling(int argc, char **argv)
         gpt_backward(&m, dlogp, NULL, NULL);
         double tc = now_s() - t0;
         /* the data-parallel step */
+        dist_reducer_stats(ctx.r, &rs);
+        double ready0 = rs.ready_s;
         dist_barrier();
         t0 = now_s();
         gpt_zero_grad(&m);
@@ -151,25 +156,26 @@ int cmd_bench_scaling(int argc, char **argv)
         gpt_backward(&m, dlogp, on_ready, &ctx);
         double tb = dist_reducer_finish(ctx.r);
         double ts = now_s() - t0;
-        double lo, hi, c_lo, c_hi, s_lo, s_hi;
+        dist_reducer_stats(ctx.r, &rs);
+        double lo, hi, c_lo, c_hi, s_lo, s_hi, rd_lo, rd_hi;
         over_ranks(tb, &lo, &hi);
         over_ranks(tc, &c_lo, &c_hi);
         over_ranks(ts, &s_lo, &s_hi);
+        over_ranks(rs.ready_s - ready0, &rd_lo, &rd_hi);
         if (getenv("PREFER_BENCH_VERBOSE"))
-            say("bench-scaling: iteration %d: compute %.1f-%.1f ms, step %.1f-%.1f ms, blocked %.2f-%.2f ms "
-                "(range over ranks)\n",
-                it, c_lo * 1e3, c_hi * 1e3, s_lo * 1e3, s_hi * 1e3, lo * 1e3, hi * 1e3);
+            say("bench-scaling: iteration %d: compute %.1f-%.1f ms, step %.1f-%.1f ms, blocked %.2f-%.2f ms, "
+                "in ready %.2f-%.2f ms (range over ranks)\n",
+                it, c_lo * 1e3, c_hi * 1e3, s_lo * 1e3, s_hi * 1e3, lo * 1e3, hi * 1e3, rd_lo * 1e3, rd_hi * 1e3);
         if (it >= warm) {
             v_c[it - warm] = c_hi;
             v_s[it - warm] = s_hi;
             v_b[it - warm] = lo;
             v_bh[it - warm] = hi;
+            v_rd[it - warm] = rd_hi;
         }
     }
     double compute = median(v_c, iters), step = median(v_s, iters), blocked = median(v_b, iters),
-           blocked_hi = median(v_bh, iters);
-    DistReducerStats rs;
-    dist_reducer_stats(ctx.r, &rs);
+           blocked_hi = median(v_bh, iters), in_ready = median(v_rd, iters);
 
     /* the allreduce alone: blocking in <= 16 MB pieces, and the reducer with nothing to overlap */
     double *v_a = v, *v_r = v + comm_reps;
@@ -193,14 +199,16 @@ int cmd_bench_scaling(int argc, char **argv)
     free(v);
 
     say("bench-scaling: %d rank%s: compute %.1f ms, step %.1f ms (slowest rank, median of %d); blocked in finish "
-        "%.2f ms (least-waiting rank; most-waiting %.2f); allreduce alone %.2f ms blocking, %.2f ms through the "
-        "reducer; buckets started during backward %.0f%%, done by its end %.0f%%\n",
-        world, world > 1 ? "s" : "", compute * 1e3, step * 1e3, iters, blocked * 1e3, blocked_hi * 1e3, ar * 1e3,
-        red * 1e3, 100.0 * (double)rs.started_early / ((double)rs.steps * nb),
+        "%.2f ms (least-waiting rank; most-waiting %.2f); inside dist_reducer_ready during backward %.2f ms; "
+        "allreduce alone %.2f ms blocking, %.2f ms through the reducer; buckets started during backward %.0f%%, "
+        "done by its end %.0f%%\n",
+        world, world > 1 ? "s" : "", compute * 1e3, step * 1e3, iters, blocked * 1e3, blocked_hi * 1e3,
+        in_ready * 1e3, ar * 1e3, red * 1e3, 100.0 * (double)rs.started_early / ((double)rs.steps * nb),
         100.0 * (double)rs.completed_early / ((double)rs.steps * nb));
     say("bench-scaling: world=%d step_ms=%.2f compute_ms=%.2f allreduce_ms=%.3f reducer_ms=%.3f blocked_ms=%.3f "
-        "blocked_max_ms=%.3f buckets=%d grad_mb=%.1f\n",
-        world, step * 1e3, compute * 1e3, ar * 1e3, red * 1e3, blocked * 1e3, blocked_hi * 1e3, nb, grad_mb);
+        "blocked_max_ms=%.3f in_ready_ms=%.3f buckets=%d grad_mb=%.1f\n",
+        world, step * 1e3, compute * 1e3, ar * 1e3, red * 1e3, blocked * 1e3, blocked_hi * 1e3, in_ready * 1e3, nb,
+        grad_mb);
 
     dist_reducer_free(ctx.r);
     free(bounds);
