@@ -86,6 +86,7 @@ typedef struct {
     double beta;        /* model: sigma(beta (h_i - h_j)); 0 = loss.beta */
     double scale;       /* scores: sigma(scale (s_i - s_j)) */
     int64_t seed;
+    int grad_norm_sample; /* prompts whose per-prompt gradient norm is logged at each selection */
 } CurriculumConfig;
 
 typedef struct {

@@ -83,6 +83,9 @@ typedef struct {
     double *pvar;            /* [n_prompts] PVar at the last selection (NaN: < 2 responses) */
     int cur_new;             /* set when a selection was just made (for the run log) */
     double cur_seconds;      /* time the last selection took */
+    int64_t n_gn;            /* curriculum.grad_norm_sample: prompts whose gradient norm ... */
+    int64_t *gn_prompt;      /* ... was measured at the last selection, and */
+    double *gn;              /* ... the norm of the mean loss gradient over each one's pairs */
 } Trainer;
 
 /* The activations a model needs for this config and data: sequences per forward and their

@@ -140,6 +140,9 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
         t->sel = xmalloc(sizeof(int64_t) * (size_t)(data->n_prompts ? data->n_prompts : 1));
         t->cur_pairs = xmalloc(sizeof(int64_t) * (size_t)data->n_pairs);
         t->pvar = xmalloc(sizeof(double) * (size_t)(data->n_prompts ? data->n_prompts : 1));
+        int64_t k = cfg->curriculum.grad_norm_sample > 0 ? cfg->curriculum.grad_norm_sample : 1;
+        t->gn_prompt = xmalloc(sizeof(int64_t) * (size_t)k);
+        t->gn = xmalloc(sizeof(double) * (size_t)k);
     }
     t->ids = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     t->iota = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
@@ -160,7 +163,7 @@ void trainer_free(Trainer *t)
     adamw_free(&t->opt);
     dist_reducer_free(t->red);
     void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
-                    t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota, t->sel, t->cur_pairs, t->pvar};
+                    t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota, t->sel, t->cur_pairs, t->pvar, t->gn_prompt, t->gn};
     prefdata_free(&t->local);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
@@ -287,6 +290,112 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
 }
 
 
+/* The responses of B examples (pairs: chosen, rejected of each) as build_batch wants them:
+ * from the whole dataset, or read from the file when sharded. */
+static const PrefData *micro_source(Trainer *t, const int64_t *ex, int B, const int64_t **use)
+{
+    const PrefData *d = t->data;
+    int nid = t->pref ? 2 * B : B;
+    for (int b = 0; b < B; b++) {
+        if (t->pref) {
+            t->ids[2 * b] = d->pair_chosen[ex[b]];
+            t->ids[2 * b + 1] = d->pair_rejected[ex[b]];
+        } else {
+            t->ids[b] = ex[b];
+        }
+    }
+    *use = t->ids;
+    if (!t->shard)
+        return d;
+    char err[1024];
+    if (prefshard_gather_responses(t->shard, nid, t->ids, &t->local, err, sizeof err) != 0)
+        die_user("%s", err);
+    *use = t->iota;
+    return &t->local;
+}
+
+/* The norm of the gradient of the mean preference loss over the given pairs (this rank
+ * alone; no allreduce, no update; leaves model->grads dirty: trainer_grad zeroes them). */
+static double pairs_grad_norm(Trainer *t, const int64_t *pairs, int64_t n)
+{
+    Gpt *m = t->model;
+    int B = t->cfg->train.micro_batch;
+    gpt_zero_grad(m);
+    for (int64_t i0 = 0; i0 < n; i0 += B) {
+        int b = (int)(n - i0 < B ? n - i0 : B), Bs, nr;
+        const int64_t *use;
+        const PrefData *src = micro_source(t, pairs + i0, b, &use);
+        int T = build_batch(t, src, use, b, &Bs, &nr);
+        gpt_forward_rows(m, t->tok, t->pos, t->share ? t->skip : NULL, Bs, T, nr, t->row, t->tgt, t->row_logp);
+        for (int k = 0; k < b; k++) {
+            int64_t c = t->data->pair_chosen[pairs[i0 + k]], r = t->data->pair_rejected[pairs[i0 + k]];
+            PairLogps *pl = &t->pairs[k];
+            memset(pl, 0, sizeof *pl);
+            pl->len_c = resp_len(t->data, c);
+            pl->len_r = resp_len(t->data, r);
+            pl->ref_c = t->ref_logp ? t->ref_logp[c] : 0.0;
+            pl->ref_r = t->ref_logp ? t->ref_logp[r] : 0.0;
+        }
+        for (int r = 0; r < nr; r++) {
+            int pr = t->row_pair[r];
+            if (pr >= 0)
+                t->pairs[pr].logp_c += t->row_logp[r];
+            else
+                t->pairs[-1 - pr].logp_r += t->row_logp[r];
+        }
+        loss_batch(&t->loss, b, t->pairs, t->pl_loss, t->dlc, t->dlr, NULL);
+        for (int r = 0; r < nr; r++) {
+            int pr = t->row_pair[r];
+            t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / (double)n);
+        }
+        gpt_backward_rows(m, t->drow, NULL, NULL);
+    }
+    return grad_norm(m->grads, m->num_params);
+}
+
+/* The per-prompt gradient norm of a seeded sample of prompts (the PVar paper's theorem
+ * bounds it by the prompt's PVar): the sample is split over the ranks, the norms summed. */
+static void curriculum_grad_norms(Trainer *t)
+{
+    const PrefData *d = t->data;
+    int64_t P = d->n_prompts, k = t->cfg->curriculum.grad_norm_sample;
+    k = k < P ? k : P;
+    t->n_gn = k;
+    if (k < 1)
+        return;
+    /* sample: a seeded partial shuffle of the prompts that have pairs */
+    int64_t *all = xmalloc(sizeof(int64_t) * (size_t)P), *first = xmalloc(sizeof(int64_t) * (size_t)P);
+    for (int64_t p = 0; p < P; p++)
+        first[p] = -1;
+    for (int64_t i = d->n_pairs - 1; i >= 0; i--)
+        first[d->response_prompt[d->pair_chosen[i]]] = i;
+    int64_t nv = 0;
+    for (int64_t p = 0; p < P; p++)
+        if (first[p] >= 0)
+            all[nv++] = p;
+    Rng r;
+    rng_init(&r, (uint64_t)t->cfg->curriculum.seed, 0x9a4d0000ULL + (uint64_t)t->cur_epoch);
+    rng_shuffle_i64(&r, all, nv);
+    k = k < nv ? k : nv;
+    t->n_gn = k;
+    int64_t *pairs = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
+    for (int64_t j = 0; j < k; j++) {
+        t->gn_prompt[j] = all[j];
+        t->gn[j] = 0;
+        if (j % t->world != t->rank)
+            continue;
+        int64_t n = 0;
+        for (int64_t i = 0; i < d->n_pairs; i++)
+            if (d->response_prompt[d->pair_chosen[i]] == all[j])
+                pairs[n++] = i;
+        t->gn[j] = pairs_grad_norm(t, pairs, n);
+    }
+    dist_allreduce_sum_f64(t->gn, (size_t)k);
+    free(pairs);
+    free(all);
+    free(first);
+}
+
 /* The pairs of the selected prompts, shuffled with the epoch's own stream. */
 static void curriculum_epoch_pairs(Trainer *t)
 {
@@ -353,6 +462,7 @@ static void curriculum_select(Trainer *t)
     t->n_sel = n;
     if (n < 1)
         die_user("curriculum: no prompt has two or more responses to compute PVar from (%s)", t->cfg->train.data);
+    curriculum_grad_norms(t);
     t->cur_new = 1;
     t->cur_seconds = now_s() - t0;
 }
@@ -414,26 +524,8 @@ void trainer_grad(Trainer *t, StepStats *st)
     for (int a = 0; a < A; a++) {
         int Bs, nr;
         double c0 = now_s();
-        /* the responses of this micro-step, read from the file when sharded */
-        int nid = t->pref ? 2 * B : B;
-        for (int b = 0; b < B; b++) {
-            int64_t e = ex[a * B + b];
-            if (t->pref) {
-                t->ids[2 * b] = d->pair_chosen[e];
-                t->ids[2 * b + 1] = d->pair_rejected[e];
-            } else {
-                t->ids[b] = e;
-            }
-        }
-        const PrefData *src = d;
-        const int64_t *use = t->ids;
-        if (t->shard) {
-            char err[1024];
-            if (prefshard_gather_responses(t->shard, nid, t->ids, &t->local, err, sizeof err) != 0)
-                die_user("%s", err);
-            src = &t->local;
-            use = t->iota;
-        }
+        const int64_t *use;
+        const PrefData *src = micro_source(t, ex + a * B, B, &use);
         int T = build_batch(t, src, use, B, &Bs, &nr);
         double c1 = now_s();
         st->t_data += c1 - c0;
@@ -943,6 +1035,13 @@ int cmd_train(int argc, char **argv)
                 runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, dims, t.pvar);
                 snprintf(path, sizeof path, "/curriculum/epoch_%lld/selected", (long long)t.cur_epoch);
                 runlog_array(rl, path, H5T_NATIVE_UINT8, 1, dims, flag);
+                if (t.n_gn > 0) {
+                    hsize_t gd[1] = {(hsize_t)t.n_gn};
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/grad_norm_prompt", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_INT64, 1, gd, t.gn_prompt);
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/grad_norm", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, gd, t.gn);
+                }
                 runlog_flush(rl);
             }
             free(flag);
