@@ -1,10 +1,12 @@
 #!/bin/sh
 # pvar-experiment.sh: the PVar paper's comparison on the synthetic task. DPO trained on the
-# top / random / bottom 10% of prompts by PVar and on the full set, the same steps and
-# seeds (configs/experiments/pvar-*.cfg), each evaluated on the held-out prompts.
-# Run `make demo` first. Knobs: BIN, NP (ranks), STEPS (default: the configs' 300).
+# top / random / bottom 10% of prompts by PVar and on the full set, the same steps
+# (configs/experiments/pvar-*.cfg), for each seed in SEEDS (train.seed: data order;
+# curriculum.seed: the random arm; eval.seed), each evaluated on the held-out prompts;
+# prints every run and the mean (and standard deviation over seeds) per arm.
+# Run `make demo` first. Knobs: BIN, NP (ranks), SEEDS (default "1 2 3"), STEPS.
 set -e
-: "${BIN:=bin}" "${NP:=1}"
+: "${BIN:=bin}" "${NP:=1}" "${SEEDS:=1 2 3}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=demo-out/pvar-experiment
 [ -f demo-out/sft/latest.h5 ] && [ -f demo-out/prefs.h5 ] || { echo "pvar-experiment.sh: run make demo first" >&2; exit 1; }
@@ -13,20 +15,25 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 EXTRA=""
 [ -n "${STEPS:-}" ] && EXTRA="--set train.steps=$STEPS"
-for arm in top10 random10 bottom10 full; do
-    cfg=configs/experiments/pvar-$arm.cfg
-    $RUN train $cfg --set train.out_dir=$OUT/$arm $EXTRA >"$OUT/train-$arm.txt"
-    grep -e '^curriculum: epoch' "$OUT/train-$arm.txt" | head -1 | sed "s/^/  $arm: /"
-    $RUN eval $cfg --set eval.policy=$OUT/$arm/latest.h5 --set eval.out=$OUT/eval-$arm.h5 >"$OUT/eval-$arm.txt"
+: >"$OUT/results.tsv"
+for seed in $SEEDS; do
+    for arm in top10 random10 bottom10 full; do
+        cfg=configs/experiments/pvar-$arm.cfg
+        d=$OUT/$arm-seed$seed
+        $RUN train $cfg --set train.out_dir=$d --set train.seed=$seed --set curriculum.seed=$seed $EXTRA >"$d.train.txt"
+        $RUN eval $cfg --set eval.policy=$d/latest.h5 --set eval.seed=$seed --set eval.out=$d.eval.h5 >"$d.eval.txt"
+        last=$(tail -1 "$d.eval.txt")
+        r=$(echo "$last" | sed 's/.*reward=\([^ ]*\).*/\1/')
+        k=$(echo "$last" | sed 's/.*kl=\([^ ]*\).*/\1/')
+        w=$(echo "$last" | sed 's/.*win_rate=\([^ ]*\).*/\1/')
+        printf '%s\t%s\t%s\t%s\t%s\n' "$arm" "$seed" "$r" "$k" "$w" >>"$OUT/results.tsv"
+        printf '  %-9s seed %s: reward %8s  KL %8s  win rate %s\n' "$arm" "$seed" "$r" "$k" "$w"
+    done
 done
-echo "arm        reward (+-se)        KL(pi||ref)  win rate  pref acc"
+echo "arm        runs  reward mean (sd over seeds)   KL mean (sd)        win rate"
 for arm in top10 random10 bottom10 full; do
-    f="$OUT/eval-$arm.txt"
-    last=$(tail -1 "$f")
-    r=$(echo "$last" | sed 's/.*reward=\([^ ]*\).*/\1/')
-    k=$(echo "$last" | sed 's/.*kl=\([^ ]*\).*/\1/')
-    w=$(echo "$last" | sed 's/.*win_rate=\([^ ]*\).*/\1/')
-    a=$(echo "$last" | sed 's/.*pref_acc=\([^ ]*\).*/\1/')
-    se=$(grep 'true reward' "$f" | sed 's/.*policy [^ ]* +- \([^ ]*\).*/\1/')
-    printf '%-10s %8s +- %-8s %10s %9s %9s\n' "$arm" "$r" "$se" "$k" "$w" "$a"
+    awk -v a="$arm" -F'\t' '$1 == a { n++; r += $3; rr += $3 * $3; k += $4; kk += $4 * $4; w += $5 }
+        END { mr = r / n; mk = k / n; sr = (n > 1) ? sqrt((rr - n * mr * mr) / (n - 1)) : 0;
+              sk = (n > 1) ? sqrt((kk - n * mk * mk) / (n - 1)) : 0;
+              printf "%-10s %4d  %9.3f (%6.3f)          %8.3f (%6.3f)   %.3f\n", a, n, mr, sr, mk, sk, w / n }' "$OUT/results.tsv"
 done

@@ -80,19 +80,34 @@ static void compute_ids(Gpt *m, const PrefData *d, const int64_t *idlist, int64_
     free(seq);
 }
 
-/* This rank's responses: rank, rank + world, ... */
-static int64_t my_ids(int64_t R, int rank, int world, int64_t **ids)
+/* This rank's responses: a contiguous range holding about 1/world of the tokens (prompt +
+ * response of each), so ranks get equal work whatever the lengths, and a sharded rank
+ * reads one region of the file. */
+static int64_t my_ids(const PrefData *d, int rank, int world, int64_t **ids)
 {
-    int64_t n = R > rank ? (R - rank + world - 1) / world : 0;
-    *ids = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        (*ids)[i] = rank + i * world;
+    int64_t R = d->n_responses;
+    double total = 0;
+    for (int64_t e = 0; e < R; e++)
+        total += (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
+                          (d->response_offsets[e + 1] - d->response_offsets[e]));
+    double lo = total * rank / world, hi = total * (rank + 1) / world, at = 0;
+    int64_t n = 0;
+    *ids = xmalloc(sizeof(int64_t) * (size_t)(R ? R : 1));
+    for (int64_t e = 0; e < R; e++) {
+        double len = (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
+                              (d->response_offsets[e + 1] - d->response_offsets[e]));
+        double mid = at + len / 2; /* a response belongs to the rank whose share holds its middle */
+        if (mid >= lo && (mid < hi || rank == world - 1)) {
+            (*ids)[n++] = e;
+        }
+        at += len;
+    }
     return n;
 }
 
 void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out)
 {
-    int64_t *ids, n = my_ids(d->n_responses, rank, world, &ids);
+    int64_t *ids, n = my_ids(d, rank, world, &ids);
     double *vals = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
     compute_ids(m, d, ids, n, batch, vals);
     memset(out, 0, sizeof(double) * (size_t)d->n_responses);
@@ -105,7 +120,7 @@ void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, 
 
 void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out)
 {
-    int64_t R = s->meta.n_responses, *ids, n = my_ids(R, rank, world, &ids);
+    int64_t R = s->meta.n_responses, *ids, n = my_ids(&s->meta, rank, world, &ids);
     int64_t chunk = 4096, *iota = xmalloc(sizeof(int64_t) * (size_t)chunk);
     double *vals = xmalloc(sizeof(double) * (size_t)chunk);
     for (int64_t i = 0; i < chunk; i++)

@@ -101,6 +101,11 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
         }
     }
     t->global_batch = (int64_t)world * cfg->train.micro_batch * cfg->train.grad_accum;
+    if (t->global_batch > t->n_examples)
+        die_user("global batch %lld (%d ranks x train.micro_batch %d x train.grad_accum %d) is larger than the %lld "
+                 "%s of %s: lower train.micro_batch or train.grad_accum",
+                 (long long)t->global_batch, world, cfg->train.micro_batch, cfg->train.grad_accum,
+                 (long long)t->n_examples, t->pref ? "pairs" : "examples", cfg->train.data);
     t->sched = sched_parse(cfg->train.decay);
     uint8_t *mask = xcalloc(model->num_params, 1);
     for (int i = 0; i < model->n_tensors; i++) {
