@@ -44,11 +44,13 @@ void dist_init(int *argc, char ***argv)
     if (g_inited)
         return;
     /* Open MPI's libnbc runs an in-place MPI_Iallreduce on fewer than 4 ranks as a binomial
-     * reduce-then-broadcast, which serialises the two halves: measured here (2 ranks, the
-     * bench model's 7 buckets, 81 MB) 31-36 ms against 20-24 ms for Rabenseifner's
-     * reduce-scatter + allgather and 19-21 ms for the blocking MPI_Allreduce. Ask for
-     * Rabenseifner unless the user chose (it falls back to ring for buckets smaller than
-     * the ranks; both give every rank the same bits). Read by MPI_Init; other MPIs ignore it. */
+     * reduce-then-broadcast, in which one rank works while the other waits: measured here
+     * (2 ranks, the bench model's 7 buckets, 81 MB, best of 40) 31-36 ms, against 20-24 ms
+     * for Rabenseifner's reduce-scatter + allgather and 19-21 ms for the blocking
+     * MPI_Allreduce. Ask for Rabenseifner unless the user chose (for a bucket of fewer
+     * elements than ranks it falls back to ring; both give every rank the same bits, and
+     * tests/test_mpi_reducer.c checks both at 2, 3 ranks). Read by MPI_Init; other MPIs
+     * ignore it. */
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {

@@ -6,7 +6,9 @@
  *   compute   forward + backward alone;
  *   step      forward + backward + the gradient allreduce through a DistReducer fed by
  *             backward's ready callback, as the trainer does it; of which `blocked` is the
- *             time spent waiting in dist_reducer_finish;
+ *             time spent waiting in dist_reducer_finish and `in_ready` the time spent in
+ *             dist_reducer_ready during backward (starting and driving the reductions: on
+ *             shared memory the receiving rank's core does the copies and sums there);
  *   allreduce the whole gradient alone through the blocking dist_allreduce_sum_f32 (in
  *             <= 16 MB pieces), and through the reducer with nothing overlapped.
  * scripts/bench-scaling.sh runs it at 1 and 2 ranks and derives the weak-scaling

@@ -25,6 +25,12 @@ for np in 1 2 3; do
         bad "$np rank(s), exit $rc"; cat "$T/out"
     fi
 done
+# libnbc's own choice for < 4 ranks (binomial), which dist_init overrides unless the user set it
+if OMPI_MCA_coll_libnbc_iallreduce_algorithm=2 mpirun -np 2 "$X" >"$T/out" 2>&1 && grep -q ", 0 failed" "$T/out"; then
+    ok "2 ranks, binomial iallreduce"
+else
+    bad "2 ranks, binomial iallreduce"; cat "$T/out"
+fi
 expect_fail() { # name, pattern, args...
     name=$1; pat=$2; shift 2
     if mpirun -np 2 "$X" "$@" >"$T/out" 2>&1; then bad "$name: exited 0"; return; fi
