@@ -125,6 +125,7 @@ typedef struct {
     int batch;
     char *out;          /* results file (HDF5, format prefer.eval); "" = none */
     int frontier_points; /* points of the exact optimum's reward/KL curve written to out */
+    int log;            /* bool: append the results to the policy's run log (its directory's run.h5) */
 } EvalConfig;
 
 typedef struct {

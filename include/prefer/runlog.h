@@ -47,6 +47,9 @@ typedef struct RunLog RunLog;
  *     row of /resumes, written with the first "steps" row appended (or at close).
  * Any I/O failure dies naming the file. */
 RunLog *runlog_open(const char *path, const char *config_text, int resume, int flush_every);
+/* resume = RUNLOG_APPEND: append to an existing run log without recording a resume (for
+ * other writers, e.g. prefer eval adding a row to the "eval" table after training). */
+#define RUNLOG_APPEND 2
 
 /* Root attributes, written at once (replacing one of the same name) and flushed. */
 void runlog_attr_str(RunLog *rl, const char *name, const char *value);

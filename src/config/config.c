@@ -155,6 +155,7 @@ static const KeySpec KEYS[] = {
     K_INT64("eval.seed", eval.seed, "2024", "[0, inf)", "seed of the samples (the same for every number of ranks)"),
     K_INT("eval.batch", eval.batch, "64", "[1, 65536]", "sequences per forward pass"),
     K_STRING("eval.out", eval.out, "", 0, "results file (HDF5, format prefer.eval: every number printed, the policy's config, the exact frontier); \"\" = none"),
+    K_BOOL("eval.log", eval.log, "true", "append the results as a row of the \"eval\" table of the policy's run log (run.h5 in the checkpoint's directory), when there is one; run eval after that training has finished"),
     K_INT("eval.frontier_points", eval.frontier_points, "16", "[0, 1000]", "points of the exact optimum's reward/KL curve written to eval.out (synthetic task)"),
 
     K_STRING("pvar.data", pvar.data, "demo-out/prefs.h5", KF_NONEMPTY, "prefdata file (HDF5) whose prompts get a preference variance (PVar); prompts need >= 2 responses"),

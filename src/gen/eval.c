@@ -21,6 +21,7 @@
 #include "prefer/h5util.h"
 #include "prefer/prefdata.h"
 #include "prefer/reflogp.h"
+#include "prefer/runlog.h"
 #include "prefer/runtime.h"
 #include "prefer/sample.h"
 #include "prefer/synth.h"
@@ -308,6 +309,30 @@ int cmd_eval(int argc, char **argv)
                                             "teacher_reward", "n_prompts", "n_samples"};
         double num[] = {reward, se, reward_ref, se_ref, kl, s[10] / nr, win, acc, opt, beta, teacher, (double)P, K};
         write_results(&cfg, have_task ? &task : NULL, P, num, names, (int)(sizeof num / sizeof num[0]));
+    }
+    if (ec->log && rank == 0) {
+        /* a row in the "eval" table of the policy's run log (out_dir/run.h5 beside it) */
+        char *dir = xstrdup(ec->policy), *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = 0;
+        char *path = xasprintf("%s/run.h5", slash ? dir : ".");
+        if (h5u_is_hdf5(path)) {
+            int64_t step = -1;
+            hid_t pf = H5Fopen(ec->policy, H5F_ACC_RDONLY, H5P_DEFAULT);
+            if (pf >= 0) {
+                h5u_read_attr_i64(pf, "step", &step);
+                H5Fclose(pf);
+            }
+            static const char *const en[] = {"step", "reward", "reward_se", "reward_ref", "reward_ref_se", "kl", "kl_mc",
+                                             "win_rate", "pref_acc", "optimum_reward", "n_prompts", "n_samples"};
+            double ev[] = {(double)step, reward, se, reward_ref, se_ref, kl, s[10] / nr, win, acc, opt, (double)P, K};
+            RunLog *rl = runlog_open(path, NULL, RUNLOG_APPEND, 1);
+            runlog_row(rl, "eval", 12, en, ev);
+            runlog_close(rl);
+            say("eval: results appended to the \"eval\" table of %s\n", path);
+        }
+        free(path);
+        free(dir);
     }
     say("eval: reward=%.4f reward_ref=%.4f kl=%.4f win_rate=%.4f pref_acc=%.4f\n", reward, reward_ref, kl, win, acc);
     sample_out_free(&so_pol);

@@ -607,6 +607,8 @@ RunLog *runlog_open(const char *path, const char *config_text, int resume, int f
         die_user("%s; refusing to append to this run log", err);
     }
     load_tables(rl);
+    if (resume == RUNLOG_APPEND)
+        return rl; /* another writer (prefer eval) adding rows: not a resume of training */
     rl->resume_pending = 1;
     rl->resume_time = unix_time();
     rl->resume_names = xmalloc(((size_t)rl->n_tables + 1) * sizeof *rl->resume_names);

@@ -49,5 +49,7 @@ fi
 "$P" eval $S --set eval.policy=$T/dpo/latest.h5 --set eval.ref=$T/sft/latest.h5 --set eval.data=$T/heldout.h5 >"$T/log" 2>&1 \
     && tail -1 "$T/log" | grep -Eq '^eval: reward=[-0-9.]+ reward_ref=[-0-9.]+ kl=[0-9.]+ win_rate=[0-9.]+ pref_acc=[0-9.]+$' \
     && ok "eval line" || { bad "eval"; cat "$T/log"; }
+"$P" info "$T/dpo/run.h5" | grep -q "table /eval *1 rows" && ok "eval appended a row to the policy's run log" \
+    || { bad "no eval row in $T/dpo/run.h5"; "$P" info "$T/dpo/run.h5" | head -20; }
 echo "pipeline: $fails failure(s)"
 [ "$fails" -eq 0 ]
