@@ -65,7 +65,7 @@ all:
 	@$(MAKE) --no-print-directory $(BIN)/prefer
 
 help:
-	@sed -n '1,11p' Makefile
+	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 deps-quiet:
 	@[ "$(HAVE_PKGS)" = yes ] || scripts/install-deps.sh

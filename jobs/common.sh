@@ -86,7 +86,10 @@ prefer_requeue_or_exit() {
     echo "$(date +%T) checkpointed on SIGUSR1: requeueing job $SLURM_JOB_ID (restart $((${SLURM_RESTART_COUNT:-0} + 1)));" \
         "it continues from the checkpoint"
     if ! scontrol requeue "$SLURM_JOB_ID"; then
-        echo "$(date +%T) scontrol requeue failed (was the job submitted with --requeue?)" >&2
+        # requeueing our own job also signals this script, so scontrol may report failure
+        # even when the requeue happened: the job's state (squeue) is what tells
+        echo "$(date +%T) scontrol requeue returned non-zero (usually harmless: the requeue stops this script too;" \
+            "if the job does not come back, was it submitted with --requeue?)" >&2
         exit 75
     fi
     exit 0

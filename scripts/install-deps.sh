@@ -19,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
     --python) WANT="$PKGS $PYPKGS" ;;
     --check) CHECK_ONLY=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -433,6 +433,7 @@ typedef struct { size_t next; int ok; size_t n; } ReadyCtx;
 static void ready_cb(void *p, size_t off, size_t cnt)
 {
     ReadyCtx *r = p;
+    if (cnt == 0) return; /* a progress call, no new gradients */
     /* runs come back to front, covering everything exactly once */
     if (off + cnt != r->next) r->ok = 0;
     r->next = off;

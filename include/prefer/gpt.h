@@ -120,7 +120,8 @@ void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const i
                       int n_rows, const int32_t *row, const int32_t *target, double *logp);
 
 /* Called during backward each time a run of gradients is final: [offset, offset+count)
- * of grads. Order: lnf, layer L-1, ..., layer 0, then wte+wpe. */
+ * of grads (count 0: nothing new, a chance to progress communication, between the big
+ * products of a layer). Order: lnf, layer L-1, ..., layer 0, then wte+wpe. */
 typedef void (*GptGradReady)(void *ctx, size_t offset, size_t count);
 
 /* Bucket boundaries for a bucketed gradient allreduce, aligned with the GptGradReady runs:

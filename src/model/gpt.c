@@ -456,15 +456,25 @@ void gpt_backward_rows(Gpt *m, const float *drow, GptGradReady ready, void *ctx)
         float *atty = a->atty + oN * C, *res2 = a->res2 + oN * C, *ln2 = a->ln2 + oN * C;
         float *fch = a->fch + oN * 4 * C, *fchg = a->fch_gelu + oN * 4 * C;
 
-        /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))) */
+        /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))). Between the big products,
+         * ready(ctx, 0, 0) gives in-flight gradient reductions a chance to progress (MPI
+         * moves nonblocking collectives only when called). */
         matmul_backward(a->dbuf4, g->fcprojw, g->fcprojb, dres, fchg, w->fcprojw, (int)N, 4 * C, C, 0);
+        if (ready)
+            ready(ctx, 0, 0);
         gelu_backward(a->dbuf4, fch, a->dbuf4, N * 4 * C);
         matmul_backward(a->dbuf, g->fcw, g->fcb, a->dbuf4, ln2, w->fcw, (int)N, C, 4 * C, 0);
+        if (ready)
+            ready(ctx, 0, 0);
         layernorm_backward(dres, g->ln2w, g->ln2b, a->dbuf, res2, w->ln2w, a->ln2_mean + oN, a->ln2_rstd + oN,
                            (int)N, C);
         /* attention: res2 = res + attproj(attn(qkv(ln1(res)))) */
         matmul_backward(a->dbuf, g->attprojw, g->attprojb, dres, atty, w->attprojw, (int)N, C, C, 0);
+        if (ready)
+            ready(ctx, 0, 0);
         attention_backward(a->dqkv, a->datt, a->datt_threads, a->dbuf, qkv, att, B, T, C, NH);
+        if (ready)
+            ready(ctx, 0, 0);
         matmul_backward(a->dbuf, g->qkvw, g->qkvb, a->dqkv, ln1, w->qkvw, (int)N, C, 3 * C, 0);
         layernorm_backward(dres, g->ln1w, g->ln1b, a->dbuf, res, w->ln1w, a->ln1_mean + oN, a->ln1_rstd + oN,
                            (int)N, C);
