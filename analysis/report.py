@@ -502,11 +502,28 @@ def fig_curriculum(plt, r, color, out_dir, written):
         fig.tight_layout(rect=(0, bottom, 1, 1))
         out.append(("PVar histograms", save(fig, out_dir, f"curriculum-{tag}.png", written)))
 
+    # the PVar paper's theorem: per-prompt gradient norm against the prompt's PVar
+    pts = [(k, d) for k, d in r.curriculum if "grad_norm" in d and "grad_norm_prompt" in d and "pvar" in d]
+    if pts:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        cmap = plt.get_cmap("viridis")
+        for j, (k, d) in enumerate(pts):
+            idx = d["grad_norm_prompt"].astype(int)
+            pv = d["pvar"][idx]
+            ax.scatter(pv, d["grad_norm"], s=10, alpha=0.7, color=cmap(j / max(1, len(pts) - 1)), label=f"epoch {k}")
+        ax.set_xlabel("PVar of the prompt")
+        ax.set_ylabel("norm of the prompt's preference-loss gradient")
+        ax.set_title(f"{r.label}: gradient norm vs PVar (sampled prompts)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out.append(("gradient norm vs PVar", save(fig, out_dir, f"gradnorm-pvar-{tag}.png", written)))
+
     # every other numeric dataset, per epoch
     names = []
     for _, d in r.curriculum:
         for dn, v in d.items():
-            if dn not in ("pvar", "selected") and dn not in names and v.size:
+            if dn not in ("pvar", "selected", "grad_norm", "grad_norm_prompt") and dn not in names and v.size:
                 names.append(dn)
     if names:
         nc = min(3, len(names))
