@@ -54,6 +54,11 @@ char *xstrdup(const char *s);
 /* printf into a freshly allocated string; caller frees. */
 char *xasprintf(const char *fmt, ...) PREFER_PRINTF(1, 2);
 
+/* mkdir -p dir; dies (die_user) naming the directory on failure. */
+void util_mkdir_p(const char *dir);
+/* mkdir -p of the directory part of a file path (nothing for a bare file name). */
+void util_mkdir_parent(const char *path);
+
 /* Wall-clock seconds (monotonic). */
 double now_s(void);
 

@@ -58,37 +58,6 @@ static void usage(void)
            "depend on the number of ranks. Keys: `prefer config --reference`.\n");
 }
 
-static void make_parent_dirs(const char *path)
-{
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        for (char *p = dir + 1;; p++) {
-            if (*p != '/' && *p != 0)
-                continue;
-            char c = *p;
-            *p = 0;
-            if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-                die_user("pvar: cannot create directory %s for %s: %s", dir, path, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    free(dir);
-}
-
-static void load_model(const char *path, int max_batch, int max_seq, Gpt *m)
-{
-    GptDims d;
-    char err[1024];
-    if (ckpt_read_dims(path, &d, err, sizeof err) != 0)
-        die_user("pvar: %s", err);
-    gpt_init_seq(m, &d, max_batch, max_seq < d.context ? max_seq : d.context);
-    ckpt_load(path, m, NULL, NULL);
-}
-
 /* /source_prompt int64[P] of a file written by pvar.select_out, or NULL if absent. */
 static int64_t *read_source_prompt(const char *path, int64_t P)
 {
@@ -316,7 +285,7 @@ static void write_selection(const PreferConfig *cfg, const PrefData *d, const in
     int64_t *orig = xmalloc(sizeof(int64_t) * (size_t)(k > 0 ? k : 1));
     for (int64_t j = 0; j < k; j++)
         orig[j] = src ? src[sel[j]] : sel[j];
-    make_parent_dirs(pc->select_out);
+    util_mkdir_parent(pc->select_out);
     char *stage = h5u_tmp_name(pc->select_out);
     prefdata_write(stage, &o, text);
     hid_t f = H5Fopen(stage, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -354,7 +323,7 @@ static void write_results(const PreferConfig *cfg, const PrefData *d, const doub
 {
     const PvarConfig *pc = &cfg->pvar;
     int model = !strcmp(pc->source, "model");
-    make_parent_dirs(pc->out);
+    util_mkdir_parent(pc->out);
     char *tmp = h5u_tmp_name(pc->out);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
@@ -398,7 +367,7 @@ static void model_logps(const PvarConfig *pc, const PrefData *d, const char *pat
                         int world, double *out, char hash[17])
 {
     Gpt m;
-    load_model(path, pc->batch, longest, &m);
+    ckpt_load_model(path, pc->batch, longest, &m);
     if (d->vocab_size > m.d.vocab_size)
         die_user("pvar: %s: vocab_size %lld exceeds the model's %d (%s)", pc->data, (long long)d->vocab_size,
                  m.d.vocab_size, path);

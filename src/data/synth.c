@@ -207,33 +207,6 @@ void synth_write_entropy_attr(const char *path, double entropy)
 }
 
 /* mkdir -p of the directory part of path; dies (user error) naming the directory. */
-static void make_parent_dirs(const char *path)
-{
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) {
-        free(dir);
-        return;
-    }
-    *slash = 0;
-    for (char *p = dir + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-                die_user("cannot create directory %s for %s: %s", dir, path,
-                         strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        die_user("%s is not a directory (needed for %s)", dir, path);
-    free(dir);
-}
-
 /* ======================================================================== the task */
 
 static const char *split_name(int split) { return split == SYNTH_SPLIT_HELDOUT ? "heldout" : "train"; }
@@ -940,7 +913,7 @@ static void synth_pref_file(SynthTask *t, const SynthConfig *sc, int split, int6
     double *rew;
     SynthLabelStats st;
     synth_make_prefs(t, sc, split, n, &d, &rew, &st);
-    make_parent_dirs(path);
+    util_mkdir_parent(path);
     write_with_attrs(path, &d, text, t, "preferences", sc, NAN);
     double m, sd, tm, tsd;
     mean_std(rew, d.n_responses, &m, &sd);
@@ -1032,7 +1005,7 @@ int cmd_synth(int argc, char **argv)
         PrefData d;
         double h;
         synth_make_corpus(sc, &d, &h);
-        make_parent_dirs(sc->sft_out);
+        util_mkdir_parent(sc->sft_out);
         synth_task_bind(&t, SYNTH_SPLIT_TRAIN, 0);
         write_with_attrs(sc->sft_out, &d, text, &t, "sft", NULL, h);
         say("synth: wrote %s: %lld prompts, one teacher response each; teacher entropy %.4f "
@@ -1124,7 +1097,7 @@ int cmd_label(int argc, char **argv)
     SynthLabelStats st;
     synth_draw_pairs(&d, rew, &spec, (uint64_t)sc->seed ^ h, SYNTH_STREAM_RELABEL, &st);
     char *text = config_to_text(&cfg);
-    make_parent_dirs(lc->out);
+    util_mkdir_parent(lc->out);
     write_with_attrs(lc->out, &d, text, rc == 0 ? &t : NULL, "preferences", sc, NAN);
     double m, sd;
     mean_std(rew, d.n_responses, &m, &sd);

@@ -32,16 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void load_model(const char *path, int max_batch, int max_seq, Gpt *m)
-{
-    GptDims d;
-    char err[1024];
-    if (ckpt_read_dims(path, &d, err, sizeof err) != 0)
-        die_user("%s", err);
-    gpt_init_seq(m, &d, max_batch, max_seq < d.context ? max_seq : d.context);
-    ckpt_load(path, m, NULL, NULL);
-}
-
 /* Teacher-forced pass over prompt+response sequences: for each response token, the full
  * KL(p || q) of the two models' next-token distributions, summed per response into kl[i],
  * and the log-probs under both. */
@@ -213,8 +203,8 @@ int cmd_eval(int argc, char **argv)
         longest = n > longest ? n : longest;
     }
     Gpt pol, ref;
-    load_model(ec->policy, ec->batch, longest, &pol);
-    load_model(ec->ref, ec->batch, longest, &ref);
+    ckpt_load_model(ec->policy, ec->batch, longest, &pol);
+    ckpt_load_model(ec->ref, ec->batch, longest, &ref);
     if (pol.d.vocab_size != ref.d.vocab_size)
         die_user("%s and %s have different vocabularies (%d, %d)", ec->policy, ec->ref, pol.d.vocab_size,
                  ref.d.vocab_size);

@@ -45,27 +45,6 @@ static void sample_usage(void)
            "Run with mpirun -np P, srun, or alone. Keys: `prefer config --reference`.\n");
 }
 
-static void make_parent_dirs(const char *path)
-{
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        for (char *p = dir + 1;; p++) {
-            if (*p != '/' && *p != 0)
-                continue;
-            char c = *p;
-            *p = 0;
-            if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-                die_user("sample: cannot create directory %s for %s: %s", dir, path, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    free(dir);
-}
-
 static void fmt_hms(char *buf, size_t n, double s)
 {
     if (!isfinite(s) || s < 0)
@@ -114,7 +93,7 @@ static void write_samples(const SampleConfig *sc, PrefData *o, const char *confi
             warn("sample: %s: %s; the responses are written unscored", sc->data, err);
         }
     }
-    make_parent_dirs(sc->out);
+    util_mkdir_parent(sc->out);
     char *stage = h5u_tmp_name(sc->out);
     prefdata_write(stage, o, config_text);
     if (scored) {

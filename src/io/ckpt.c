@@ -348,3 +348,13 @@ void ckpt_load(const char *path, Gpt *m, AdamW *opt, CkptState *st)
     if (ckpt_load_checked(path, m, opt, st, err, sizeof err) != 0)
         die_user("%s", err);
 }
+
+void ckpt_load_model(const char *path, int max_batch, int max_seq, Gpt *m)
+{
+    GptDims d;
+    char err[1024];
+    if (ckpt_read_dims(path, &d, err, sizeof err) != 0)
+        die_user("%s", err);
+    gpt_init_seq(m, &d, max_batch, max_seq < d.context ? max_seq : d.context);
+    ckpt_load(path, m, NULL, NULL);
+}

@@ -667,21 +667,6 @@ void trainer_load(Trainer *t, const char *path)
 
 /* ---------------- prefer train ---------------- */
 
-static void mkdir_p(const char *dir)
-{
-    char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST)
-                die_user("cannot create directory %s: %s", p, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST)
-        die_user("cannot create directory %s: %s", p, strerror(errno));
-    free(p);
-}
-
 static void fmt_eta(char *buf, size_t n, double s)
 {
     if (!isfinite(s) || s < 0)
@@ -968,7 +953,7 @@ int cmd_train(int argc, char **argv)
     }
     dist_bcast(m.params, sizeof(float) * m.num_params, 0);
     if (rank == 0)
-        mkdir_p(cfg.train.out_dir);
+        util_mkdir_p(cfg.train.out_dir);
     char desc[256] = "sft";
     if (t.pref)
         loss_spec_describe(&t.loss, desc, sizeof desc);

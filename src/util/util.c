@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static int g_rank = 0;
@@ -156,4 +158,33 @@ uint64_t util_hash(uint64_t h, const void *data, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+void util_mkdir_p(const char *dir)
+{
+    if (!dir || !*dir)
+        return;
+    char *p = xstrdup(dir);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != 0)
+            continue;
+        char c = *s;
+        *s = 0;
+        if (*p && mkdir(p, 0755) != 0 && errno != EEXIST)
+            die_user("cannot create directory %s: %s", p, strerror(errno));
+        *s = c;
+        if (!c)
+            break;
+    }
+    free(p);
+}
+
+void util_mkdir_parent(const char *path)
+{
+    char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        util_mkdir_p(dir);
+    }
+    free(dir);
 }
