@@ -86,6 +86,7 @@ typedef struct {
     int64_t n_gn;            /* curriculum.grad_norm_sample: prompts whose gradient norm ... */
     int64_t *gn_prompt;      /* ... was measured at the last selection, and */
     double *gn;              /* ... the norm of the mean loss gradient over each one's pairs */
+    Gpt *infer;              /* forward-only copy of the model for the PVar pass (big batches) */
 } Trainer;
 
 /* The activations a model needs for this config and data: sequences per forward and their

@@ -167,6 +167,10 @@ void trainer_free(Trainer *t)
         return;
     adamw_free(&t->opt);
     dist_reducer_free(t->red);
+    if (t->infer) {
+        gpt_free(t->infer);
+        free(t->infer);
+    }
     void *bufs[] = {t->perm, t->tok, t->pos, t->skip, t->row, t->tgt, t->row_pair, t->drow, t->row_logp,
                     t->pairs, t->pl_loss, t->dlc, t->dlr, t->ids, t->iota, t->sel, t->cur_pairs, t->pvar, t->gn_prompt, t->gn};
     prefdata_free(&t->local);
@@ -422,6 +426,8 @@ static void curriculum_epoch_pairs(Trainer *t)
     t->cur_steps = (t->n_cur + t->global_batch - 1) / t->global_batch;
 }
 
+#define CURRICULUM_BATCH 256
+
 /* PVar of every prompt, then rank 0 selects and broadcasts (every rank holds the same PVar,
  * but one decision, sent to all, cannot diverge). */
 static void curriculum_select(Trainer *t)
@@ -438,10 +444,22 @@ static void curriculum_select(Trainer *t)
     } else {
         /* implicit rewards of the current policy: log pi(y) - log pi_ref(y), every response,
          * the work split over the ranks */
+        /* forward only, in big batches: a model of its own (same weights, activations for
+         * CURRICULUM_BATCH sequences), since training's is sized for its micro-batch */
+        if (!t->infer) {
+            int longest = 1;
+            for (int64_t e = 0; e < R; e++) {
+                int n = prompt_len(d, d->response_prompt[e]) + resp_len(d, e) - 1;
+                longest = n > longest ? n : longest;
+            }
+            t->infer = xcalloc(1, sizeof(Gpt));
+            gpt_init_seq(t->infer, &t->model->d, CURRICULUM_BATCH, longest);
+        }
+        memcpy(t->infer->params, t->model->params, sizeof(float) * t->model->num_params);
         if (t->shard)
-            reflogp_compute_shard(t->model, t->shard, t->rank, t->world, t->model->max_batch, h);
+            reflogp_compute_shard(t->infer, t->shard, t->rank, t->world, CURRICULUM_BATCH, h);
         else
-            reflogp_compute(t->model, d, t->rank, t->world, t->model->max_batch, h);
+            reflogp_compute(t->infer, d, t->rank, t->world, CURRICULUM_BATCH, h);
         for (int64_t i = 0; i < R; i++)
             h[i] -= t->ref_logp ? t->ref_logp[i] : 0.0;
         beta = cc->beta > 0 ? cc->beta : t->loss.beta;
