@@ -87,6 +87,7 @@ typedef struct {
     double scale;       /* scores: sigma(scale (s_i - s_j)) */
     int64_t seed;
     int grad_norm_sample; /* prompts whose per-prompt gradient norm is logged at each selection */
+    char *log_pvar;     /* "all": every prompt's PVar and flag; "histogram": counts (for huge datasets) */
 } CurriculumConfig;
 
 typedef struct {

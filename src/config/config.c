@@ -121,6 +121,7 @@ static const KeySpec KEYS[] = {
     K_FLOAT("curriculum.beta", curriculum.beta, "0", "[0, 1e6]", "model source: p = sigma(beta (h_i - h_j)); 0 = loss.beta"),
     K_FLOAT("curriculum.scale", curriculum.scale, "1.0", "(0, 1e6]", "scores source: p = sigma(scale (s_i - s_j))"),
     K_INT64("curriculum.seed", curriculum.seed, "1", "[0, inf)", "seed of random and proportional selection"),
+    K_CHOICE("curriculum.log_pvar", curriculum.log_pvar, "all", "all|histogram", "what the run log keeps of each selection: every prompt's PVar and selected flag (all), or 50-bin histograms of PVar over [0, 1/4] for all and for the selected prompts plus the selected prompt ids (histogram: for datasets with millions of prompts)"),
     K_INT("curriculum.grad_norm_sample", curriculum.grad_norm_sample, "0", "[0, 1e7]", "at each selection, log the norm of the preference-loss gradient over each of this many sampled prompts' pairs (/curriculum/epoch_E/grad_norm), to plot against PVar"),
 
     K_INT("runtime.threads", runtime.threads, "0", "[0, 1024]", "threads per rank for BLAS and OpenMP (0 = auto)"),

@@ -1039,10 +1039,35 @@ int cmd_train(int argc, char **argv)
                 runlog_row(rl, "epochs", 9, en, ev);
                 char path[96];
                 hsize_t dims[1] = {(hsize_t)P};
-                snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar", (long long)t.cur_epoch);
-                runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, dims, t.pvar);
-                snprintf(path, sizeof path, "/curriculum/epoch_%lld/selected", (long long)t.cur_epoch);
-                runlog_array(rl, path, H5T_NATIVE_UINT8, 1, dims, flag);
+                if (!strcmp(cfg.curriculum.log_pvar, "histogram")) {
+                    enum { NB = 50 };
+                    double hall[NB] = {0}, hsel[NB] = {0}, edges[NB + 1];
+                    for (int k = 0; k <= NB; k++)
+                        edges[k] = 0.25 * k / NB;
+                    for (int64_t i = 0; i < P; i++) {
+                        if (isnan(t.pvar[i]))
+                            continue;
+                        int k = (int)(t.pvar[i] / 0.25 * NB);
+                        k = k < 0 ? 0 : k >= NB ? NB - 1 : k;
+                        hall[k]++;
+                        if (flag[i])
+                            hsel[k]++;
+                    }
+                    hsize_t hd[1] = {NB}, ed[1] = {NB + 1}, sd[1] = {(hsize_t)t.n_sel};
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar_hist", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, hd, hall);
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar_hist_selected", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, hd, hsel);
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar_hist_edges", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, ed, edges);
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/selected_prompts", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_INT64, 1, sd, t.sel);
+                } else {
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/pvar", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_DOUBLE, 1, dims, t.pvar);
+                    snprintf(path, sizeof path, "/curriculum/epoch_%lld/selected", (long long)t.cur_epoch);
+                    runlog_array(rl, path, H5T_NATIVE_UINT8, 1, dims, flag);
+                }
                 if (t.n_gn > 0) {
                     hsize_t gd[1] = {(hsize_t)t.n_gn};
                     snprintf(path, sizeof path, "/curriculum/epoch_%lld/grad_norm_prompt", (long long)t.cur_epoch);

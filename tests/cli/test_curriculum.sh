@@ -32,5 +32,13 @@ done
 if h5diff "$T/one/ckpt_00000014.h5" "$T/res/ckpt_00000014.h5" /params /params >/dev/null 2>&1; then
     ok "resumed at step 5 = uninterrupted (h5diff /params)"
 else bad "resume with curriculum state differs"; tail -3 "$T/res.log"; fi
+# histogram logging: 50 counts summing to the prompts with a PVar, selection as ids
+"$P" train $D --set train.micro_batch=8 --set train.out_dir=$T/hist --set curriculum.log_pvar=histogram >/dev/null 2>&1
+/usr/bin/python3 - "$T/hist/run.h5" <<'PY' && ok "histogram logging" || bad "histogram logging"
+import sys, h5py
+g = h5py.File(sys.argv[1], "r")["curriculum/epoch_1"]
+h, hs, ids = g["pvar_hist"][()], g["pvar_hist_selected"][()], g["selected_prompts"][()]
+assert len(h) == 50 and h.sum() == 64 and hs.sum() == len(ids) and "pvar" not in g, (h.sum(), hs.sum(), len(ids))
+PY
 echo "curriculum: $fails failure(s)"
 [ "$fails" -eq 0 ]
