@@ -981,6 +981,14 @@ int cmd_train(int argc, char **argv)
         t.pref ? (t.share ? ", prefix sharing" : ", no prefix sharing") : "");
 
     /* run log (rank 0): one row per step under /steps, TRL's metric names */
+    /* host names of every rank, for the run log: one small broadcast per rank, at start */
+    char *hosts = xcalloc((size_t)world, 64);
+    for (int r = 0; r < world; r++) {
+        char *h = hosts + (size_t)r * 64;
+        if (r == rank)
+            snprintf(h, 64, "%s", dist_hostname());
+        dist_bcast(h, 64, r);
+    }
     RunLog *rl = NULL;
     if (rank == 0) {
         char *text = config_to_text(&cfg), *path = xasprintf("%s/run.h5", cfg.train.out_dir);
@@ -989,7 +997,18 @@ int cmd_train(int argc, char **argv)
         int resume = resumed || (cfg.train.resume && !strcmp(cfg.train.resume, "auto"));
         rl = runlog_open(path, text, resume, cfg.train.log_flush_every);
         runlog_attr_i64(rl, "world_size", world);
+        size_t hl = 1;
+        for (int r = 0; r < world; r++)
+            hl += strlen(hosts + (size_t)r * 64) + 1;
+        char *all = xcalloc(hl, 1);
+        for (int r = 0; r < world; r++) {
+            strcat(all, hosts + (size_t)r * 64);
+            if (r + 1 < world)
+                strcat(all, ",");
+        }
         runlog_attr_str(rl, "host", dist_hostname());
+        runlog_attr_str(rl, "hosts", all); /* rank r's host is the r-th name */
+        free(all);
         runlog_attr_str(rl, "commit", PREFER_COMMIT);
         runlog_attr_str(rl, "objective", desc);
         runlog_attr_str(rl, "openblas_core", runtime_blas_core());
@@ -999,6 +1018,7 @@ int cmd_train(int argc, char **argv)
         free(text);
         free(path);
     }
+    free(hosts);
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
     StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
