@@ -22,7 +22,8 @@ void reflogp_model_hash(const Gpt *m, char out[17]);
 void reflogp_data_hash(const PrefData *d, char out[17]);
 
 /* log pi(y_i | x_i) for responses [0, R): this rank computes responses
- * a contiguous range holding ~1/world of the tokens, in batches of `batch` (the model must have max_batch >= batch
+ * whole batches of `batch` responses (the same batches for any number of ranks, so the
+ * values are too), a contiguous run holding ~1/world of the tokens, (the model must have max_batch >= batch
  * and max_seq >= the longest prompt + response - 1); the full array is then summed over
  * ranks so every rank holds all of it (out is overwritten). Dies on a response that does
  * not fit the model's context. */

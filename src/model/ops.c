@@ -45,8 +45,10 @@ float ops_expf(float x) { return expf_inline(x); }
  * splits each large product into row or column panels, one cblas_sgemm per thread. Two
  * pools (OpenBLAS's pthreads and OpenMP's) on the same cores steal cycles from each other
  * while one of them spins idle: measured here, 2 threads ran at 0.21 of the sgemm ceiling
- * that way against 0.94 on 1 thread. Splitting along M or N leaves every element's
- * summation order unchanged, so results do not depend on the thread count. */
+ * that way against 0.94 on 1 thread. Splitting along M or N keeps every element's
+ * summation over K, but some OpenBLAS kernels (Haswell's, measured) round a row differently
+ * with the number of rows in the call, so results are bit-identical for the same thread
+ * count and equal to rounding across thread counts. */
 void ops_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc)
 {

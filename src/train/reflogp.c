@@ -80,34 +80,39 @@ static void compute_ids(Gpt *m, const PrefData *d, const int64_t *idlist, int64_
     free(seq);
 }
 
-/* This rank's responses: a contiguous range holding about 1/world of the tokens (prompt +
- * response of each), so ranks get equal work whatever the lengths, and a sharded rank
- * reads one region of the file. */
-static int64_t my_ids(const PrefData *d, int rank, int world, int64_t **ids)
+/* This rank's responses: whole batches [k*batch, (k+1)*batch) of the global response order
+ * (so every batch, its padding and its bits are the same whatever the number of ranks),
+ * a contiguous run of them holding about 1/world of the tokens (prompt + response), so
+ * ranks get equal work and a sharded rank reads one region of the file. */
+static int64_t my_ids(const PrefData *d, int rank, int world, int batch, int64_t **ids)
 {
-    int64_t R = d->n_responses;
-    double total = 0;
-    for (int64_t e = 0; e < R; e++)
-        total += (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
-                          (d->response_offsets[e + 1] - d->response_offsets[e]));
-    double lo = total * rank / world, hi = total * (rank + 1) / world, at = 0;
-    int64_t n = 0;
-    *ids = xmalloc(sizeof(int64_t) * (size_t)(R ? R : 1));
-    for (int64_t e = 0; e < R; e++) {
-        double len = (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
-                              (d->response_offsets[e + 1] - d->response_offsets[e]));
-        double mid = at + len / 2; /* a response belongs to the rank whose share holds its middle */
-        if (mid >= lo && (mid < hi || rank == world - 1)) {
-            (*ids)[n++] = e;
-        }
-        at += len;
+    int64_t R = d->n_responses, nbat = (R + batch - 1) / batch, n = 0;
+    double *len = xmalloc(sizeof(double) * (size_t)(nbat ? nbat : 1)), total = 0;
+    for (int64_t k = 0; k < nbat; k++) {
+        len[k] = 0;
+        for (int64_t e = k * batch; e < R && e < (k + 1) * batch; e++)
+            len[k] += (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
+                               (d->response_offsets[e + 1] - d->response_offsets[e]));
+        total += len[k];
     }
+    double lo = total * rank / world, hi = total * (rank + 1) / world, at = 0;
+    *ids = xmalloc(sizeof(int64_t) * (size_t)(R ? R : 1));
+    for (int64_t k = 0; k < nbat; k++) {
+        double mid = at + len[k] / 2; /* a batch belongs to the rank whose share holds its middle */
+        if (mid >= lo && (mid < hi || rank == world - 1))
+            for (int64_t e = k * batch; e < R && e < (k + 1) * batch; e++)
+                (*ids)[n++] = e;
+        at += len[k];
+    }
+    free(len);
     return n;
 }
 
 void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out)
 {
-    int64_t *ids, n = my_ids(d, rank, world, &ids);
+    if (batch > m->max_batch)
+        batch = m->max_batch;
+    int64_t *ids, n = my_ids(d, rank, world, batch, &ids);
     double *vals = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
     compute_ids(m, d, ids, n, batch, vals);
     memset(out, 0, sizeof(double) * (size_t)d->n_responses);
@@ -120,8 +125,11 @@ void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, 
 
 void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out)
 {
-    int64_t R = s->meta.n_responses, *ids, n = my_ids(&s->meta, rank, world, &ids);
-    int64_t chunk = 4096, *iota = xmalloc(sizeof(int64_t) * (size_t)chunk);
+    if (batch > m->max_batch)
+        batch = m->max_batch;
+    int64_t R = s->meta.n_responses, *ids, n = my_ids(&s->meta, rank, world, batch, &ids);
+    /* gathers of whole batches, so compute_ids forms the same batches as without shards */
+    int64_t chunk = 4096 / batch > 0 ? (4096 / batch) * batch : batch, *iota = xmalloc(sizeof(int64_t) * (size_t)chunk);
     double *vals = xmalloc(sizeof(double) * (size_t)chunk);
     for (int64_t i = 0; i < chunk; i++)
         iota[i] = i;

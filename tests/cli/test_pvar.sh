@@ -55,7 +55,7 @@ gt "$cs" "$cu" && ok "selected prompts care more ($cs > $cu)" || bad "care selec
 "$P" train $S --set train.data="$T/sft.h5" --set train.out_dir="$T/sft" --set train.steps=20 --set train.ckpt_every=10 \
     >"$T/log" 2>&1 && [ -f "$T/sft/ckpt_00000010.h5" ] && ok "train two checkpoints" || { bad "train"; cat "$T/log"; ls "$T/sft"; }
 M="--set pvar.data=$T/train.h5 --set pvar.source=model --set pvar.policy=$T/sft/latest.h5 --set pvar.ref=$T/sft/ckpt_00000010.h5 \
-   --set pvar.select=proportional --set pvar.frac=0.2 --set pvar.batch=16"
+   --set pvar.select=proportional --set pvar.frac=0.2 --set pvar.batch=16 --set runtime.threads=1"
 # shellcheck disable=SC2086
 "$P" pvar $M --set pvar.out="$T/m1.h5" >"$T/m1.log" 2>&1 && ok "pvar model, 1 rank" || { bad "pvar model, 1 rank"; cat "$T/m1.log"; }
 grep -q "mean 0 min 0" "$T/m1.log" && bad "model PVar all 0 for different checkpoints" || ok "model PVar not all 0"
