@@ -20,6 +20,7 @@ typedef struct {
     const char *flags[CLI_MAX_POS]; /* other "--xxx" flags, for the command to check */
     int n_flags;
     int help;
+    const char *cmd; /* argv[0]: the command's name, for messages */
 } CliArgs;
 
 /* Parse argv (argv[0] = command name). --set k=v and --set=k=v are collected; --help/-h
@@ -29,7 +30,8 @@ void cli_parse(int argc, char **argv, CliArgs *a);
 /* Die with a usage error if a flag is not in the NULL-terminated list `allowed`. */
 void cli_check_flags(const CliArgs *a, const char *cmd, const char *const *allowed);
 int cli_has_flag(const CliArgs *a, const char *flag);
-/* Load the config (pos[0] if present, else defaults) with the --set overrides. */
+/* Load the config (pos[0] if present, else defaults) with the --set overrides. A second
+ * positional argument is a usage error ("CMD takes one CONFIG"). */
 void cli_load_config(const CliArgs *a, PreferConfig *cfg);
 /* Print the effective config from rank 0, framed. */
 void cli_print_config(const PreferConfig *cfg);

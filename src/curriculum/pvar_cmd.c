@@ -403,11 +403,6 @@ int cmd_pvar(int argc, char **argv)
         return 0;
     }
     cli_check_flags(&a, "pvar", NULL);
-    if (a.n_pos > 1) {
-        if (util_rank() == 0)
-            fprintf(stderr, "prefer: pvar takes one CONFIG, got extra argument '%s' (try --help)\n", a.pos[1]);
-        return PREFER_EXIT_USAGE;
-    }
     PreferConfig cfg;
     cli_load_config(&a, &cfg);
     const PvarConfig *pc = &cfg.pvar;

@@ -965,12 +965,6 @@ int cmd_synth(int argc, char **argv)
         say("%s", synth_usage);
         return 0;
     }
-    if (a.n_pos > 1) {
-        if (util_rank() == 0)
-            fprintf(stderr, "prefer: synth takes one CONFIG, got extra argument '%s' (try --help)\n",
-                    a.pos[1]);
-        return PREFER_EXIT_USAGE;
-    }
     /* every rank loads the config so that a bad file fails everywhere the same way */
     PreferConfig cfg;
     cli_load_config(&a, &cfg);
@@ -1043,12 +1037,6 @@ int cmd_label(int argc, char **argv)
     if (a.help) {
         say("%s", label_usage);
         return 0;
-    }
-    if (a.n_pos > 1) {
-        if (util_rank() == 0)
-            fprintf(stderr, "prefer: label takes one CONFIG, got extra argument '%s' (try --help)\n",
-                    a.pos[1]);
-        return PREFER_EXIT_USAGE;
     }
     PreferConfig cfg;
     cli_load_config(&a, &cfg);

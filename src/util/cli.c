@@ -18,6 +18,7 @@ PREFER_NORETURN static void usage_error(const char *msg, const char *arg)
 void cli_parse(int argc, char **argv, CliArgs *a)
 {
     memset(a, 0, sizeof *a);
+    a->cmd = argc > 0 ? argv[0] : "prefer";
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
@@ -69,6 +70,11 @@ void cli_check_flags(const CliArgs *a, const char *cmd, const char *const *allow
 
 void cli_load_config(const CliArgs *a, PreferConfig *cfg)
 {
+    if (a->n_pos > 1) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s takes one CONFIG, got extra argument", a->cmd);
+        usage_error(msg, a->pos[1]);
+    }
     config_defaults(cfg);
     config_load(cfg, a->n_pos > 0 ? a->pos[0] : NULL, a->sets, a->n_sets);
 }
