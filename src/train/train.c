@@ -323,6 +323,42 @@ static const PrefData *micro_source(Trainer *t, const int64_t *ex, int B, const 
     return &t->local;
 }
 
+/* After a forward of the pairs ex[0..B): their summed log-probs (with the reference's and
+ * the lengths) in t->pairs, the loss and its derivatives, and d loss / d logp of every
+ * scored row in t->drow, divided by norm. logit_sum (chosen, rejected mean-logit sums and
+ * their row counts) and lm may be NULL. */
+static void pair_loss_rows(Trainer *t, const int64_t *ex, int B, int nr, double norm, double *logit_sum,
+                           LossMetrics *lm)
+{
+    const PrefData *d = t->data;
+    const double *ml = gpt_row_logit_mean(t->model);
+    for (int b = 0; b < B; b++) {
+        int64_t c = d->pair_chosen[ex[b]], r = d->pair_rejected[ex[b]];
+        PairLogps *pl = &t->pairs[b];
+        memset(pl, 0, sizeof *pl);
+        pl->len_c = resp_len(d, c);
+        pl->len_r = resp_len(d, r);
+        pl->ref_c = t->ref_logp ? t->ref_logp[c] : 0.0;
+        pl->ref_r = t->ref_logp ? t->ref_logp[r] : 0.0;
+    }
+    for (int r = 0; r < nr; r++) {
+        int pr = t->row_pair[r], ch = pr >= 0;
+        if (ch)
+            t->pairs[pr].logp_c += t->row_logp[r];
+        else
+            t->pairs[-1 - pr].logp_r += t->row_logp[r];
+        if (logit_sum) {
+            logit_sum[ch ? 0 : 1] += ml[r];
+            logit_sum[ch ? 2 : 3] += 1;
+        }
+    }
+    loss_batch(&t->loss, B, t->pairs, t->pl_loss, t->dlc, t->dlr, lm);
+    for (int r = 0; r < nr; r++) {
+        int pr = t->row_pair[r];
+        t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / norm);
+    }
+}
+
 /* The norm of the gradient of the mean preference loss over the given pairs (this rank
  * alone; no allreduce, no update; leaves model->grads dirty: trainer_grad zeroes them). */
 static double pairs_grad_norm(Trainer *t, const int64_t *pairs, int64_t n)
@@ -336,27 +372,7 @@ static double pairs_grad_norm(Trainer *t, const int64_t *pairs, int64_t n)
         const PrefData *src = micro_source(t, pairs + i0, b, &use);
         int T = build_batch(t, src, use, b, &Bs, &nr);
         gpt_forward_rows(m, t->tok, t->pos, t->share ? t->skip : NULL, Bs, T, nr, t->row, t->tgt, t->row_logp);
-        for (int k = 0; k < b; k++) {
-            int64_t c = t->data->pair_chosen[pairs[i0 + k]], r = t->data->pair_rejected[pairs[i0 + k]];
-            PairLogps *pl = &t->pairs[k];
-            memset(pl, 0, sizeof *pl);
-            pl->len_c = resp_len(t->data, c);
-            pl->len_r = resp_len(t->data, r);
-            pl->ref_c = t->ref_logp ? t->ref_logp[c] : 0.0;
-            pl->ref_r = t->ref_logp ? t->ref_logp[r] : 0.0;
-        }
-        for (int r = 0; r < nr; r++) {
-            int pr = t->row_pair[r];
-            if (pr >= 0)
-                t->pairs[pr].logp_c += t->row_logp[r];
-            else
-                t->pairs[-1 - pr].logp_r += t->row_logp[r];
-        }
-        loss_batch(&t->loss, b, t->pairs, t->pl_loss, t->dlc, t->dlr, NULL);
-        for (int r = 0; r < nr; r++) {
-            int pr = t->row_pair[r];
-            t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / (double)n);
-        }
+        pair_loss_rows(t, pairs + i0, b, nr, (double)n, NULL, NULL);
         gpt_backward_rows(m, t->drow, NULL, NULL);
     }
     return grad_norm(m->grads, m->num_params);
@@ -561,34 +577,8 @@ void trainer_grad(Trainer *t, StepStats *st)
                 t->drow[r] = (float)(-1.0 / norm);
             }
         } else {
-            const double *ml = gpt_row_logit_mean(m);
-            for (int b = 0; b < B; b++) {
-                int64_t c = d->pair_chosen[ex[a * B + b]], r = d->pair_rejected[ex[a * B + b]];
-                PairLogps *pl = &t->pairs[b];
-                memset(pl, 0, sizeof *pl);
-                pl->len_c = resp_len(d, c);
-                pl->len_r = resp_len(d, r);
-                pl->ref_c = t->ref_logp ? t->ref_logp[c] : 0.0;
-                pl->ref_r = t->ref_logp ? t->ref_logp[r] : 0.0;
-            }
-            for (int r = 0; r < nr; r++) {
-                int pr = t->row_pair[r];
-                if (pr >= 0) {
-                    t->pairs[pr].logp_c += t->row_logp[r];
-                    logit_sum[0] += ml[r];
-                    logit_sum[2] += 1;
-                } else {
-                    t->pairs[-1 - pr].logp_r += t->row_logp[r];
-                    logit_sum[1] += ml[r];
-                    logit_sum[3] += 1;
-                }
-            }
-            loss_batch(&t->loss, B, t->pairs, t->pl_loss, t->dlc, t->dlr, &lm);
+            pair_loss_rows(t, ex + a * B, B, nr, norm, logit_sum, &lm);
             loss_metrics_add(&acc, &lm);
-            for (int r = 0; r < nr; r++) {
-                int pr = t->row_pair[r];
-                t->drow[r] = (float)((pr >= 0 ? t->dlc[pr] : t->dlr[-1 - pr]) / norm);
-            }
         }
         double c2 = now_s();
         /* on the last micro-step, each layer's gradient bucket starts its allreduce as soon
