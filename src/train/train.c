@@ -1010,6 +1010,7 @@ int cmd_train(int argc, char **argv)
     }
     free(hosts);
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
+    double cur_total = 0; /* seconds spent in curriculum selections since t_start */
     StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
         trainer_step(&t, &st);
@@ -1033,8 +1034,11 @@ int cmd_train(int argc, char **argv)
             ms = ns > 0 ? ms / ns : NAN;
             mu = nu > 0 ? mu / nu : NAN;
             /* share of the epoch: the selection time over it plus the epoch's steps at the
-             * mean step time so far (an estimate made when the epoch starts) */
-            double per_step = (now_s() - t_start) / (double)(t.step > 0 ? t.step : 1);
+             * mean training step time so far, selections excluded (an estimate made when the
+             * epoch starts; the first epoch has no steps to time yet and counts the
+             * reference log-probs' pass as selection) */
+            cur_total += t.cur_seconds;
+            double per_step = (now_s() - t_start - cur_total) / (double)(t.step > 0 ? t.step : 1);
             double share = t.cur_seconds / (t.cur_seconds + per_step * (double)t.cur_steps);
             say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
                 "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the epoch)\n",
