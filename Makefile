@@ -30,7 +30,7 @@ endif
 BUILD := build$(if $(filter 1,$(SANITIZE)),-san)$(if $(filter 1,$(DEBUG)),-dbg)
 BIN := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 
-PKGS := openblas hdf5-openmpi libconfig
+PKGS := openblas hdf5-openmpi libconfig libpcre2-8 jansson
 HAVE_PKGS := $(shell $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo yes)
 ifeq ($(HAVE_PKGS),yes)
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))

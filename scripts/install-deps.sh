@@ -11,7 +11,7 @@
 #   scripts/install-deps.sh --check  only report; exit 1 if something is missing
 set -eu
 
-PKGS="build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-openmpi-dev hdf5-tools libconfig-dev libcunit1-dev"
+PKGS="build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-openmpi-dev hdf5-tools libconfig-dev libcunit1-dev libpcre2-dev libjansson-dev"
 PYPKGS="python3 python3-h5py python3-numpy python3-matplotlib"
 CHECK_ONLY=0
 WANT="$PKGS"

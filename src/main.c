@@ -16,12 +16,20 @@ static const struct {
     {"synth", cmd_synth, "write the synthetic preference task: SFT, training and held-out files (HDF5)"},
     {"label", cmd_label, "label K responses per prompt with Bradley-Terry pairs (true reward on the synthetic task)"},
     {"eval", cmd_eval, "score a policy against its reference on held-out prompts (reward, KL, win rate)"},
+    {"iterate", cmd_iterate, "iterative alignment: rounds of sample (mixed sampler) -> label (BT or cyclic oracle) -> train"},
     {"pvar", cmd_pvar, "preference variance of every prompt (model or scores) and top/bottom/random selection"},
+    {"exact", cmd_exact, "exact distributions on the enumerable synthetic task: KLs, DID entropy, optimum, masses"},
+    {"dynamics", cmd_dynamics, "the paper's tabular iterative-alignment dynamics over an (alpha, beta, lambda) grid: phase diagram"},
+    {"import", cmd_import, "JSONL preference data (TRL/HH-RLHF/UltraFeedback layouts) -> tokenized prefdata file"},
+    {"tokenize", cmd_tokenize, "GPT-2 BPE: standard input to token ids, one line per line (--decode: back to text)"},
     {"sample", cmd_sample, "sample responses to a dataset's prompts from a checkpoint (KV cache, top-k/top-p)"},
     {"info", cmd_info, "summarise any HDF5 file prefer writes"},
     {"config", cmd_config, "print the effective config, or every key with --reference"},
     {"bench", cmd_bench, "time forward+backward against the sgemm ceiling"},
     {"bench-scaling", cmd_bench_scaling, "time the data-parallel step and its gradient allreduce (run under mpirun)"},
+    {"import-hf", cmd_import_hf, "Hugging Face GPT-2 directory (config.json, model.safetensors) -> prefer checkpoint"},
+    {"export-hf", cmd_export_hf, "prefer checkpoint -> Hugging Face GPT-2 directory (transformers loads it)"},
+    {"logprob", cmd_logprob, "log-probability of each line of token ids on stdin under a checkpoint"},
 };
 
 static void usage(FILE *f)

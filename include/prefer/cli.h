@@ -47,5 +47,13 @@ int cmd_bench(int argc, char **argv);
 int cmd_bench_scaling(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_pvar(int argc, char **argv);
+int cmd_exact(int argc, char **argv);
+int cmd_dynamics(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_import_hf(int argc, char **argv);
+int cmd_export_hf(int argc, char **argv);
+int cmd_logprob(int argc, char **argv);
+int cmd_iterate(int argc, char **argv);
 
 #endif

@@ -44,6 +44,8 @@ typedef struct {
     int ckpt_every;     /* checkpoint every N steps (0 = only at the end) */
     char *resume;       /* checkpoint to continue from: weights, optimizer, step ("" = none) */
     char *ref;          /* reference checkpoint for preference losses ("" = model.init_from) */
+    char *ref_mix;      /* geometric-mixture partner of ref ("" = none) */
+    double ref_alpha;   /* log pi_ref = ref_alpha log pi_ref_mix + (1 - ref_alpha) log pi_ref */
     char *ref_cache;    /* "auto" | "require" | "off": reference log-probs cached in the dataset file */
     int prefix_sharing; /* bool: a pair's prompt computed once for both responses */
     int log_flush_every; /* run log rows buffered before a write + flush */
@@ -108,6 +110,13 @@ typedef struct {
     double care_sigma;            /* log-normal spread of the cares */
     double care_indifferent;      /* share of near-indifferent prompts */
     double care_indifferent_scale;/* their care relative to the others */
+    /* DID data (docs/did.md): "teacher" = the K teacher responses and Bradley-Terry pairs above */
+    char *rejected_from; /* "teacher" | "reference" | "did" | "mix" */
+    char *chosen_from;   /* "optimum" | "reference" | "reference_best" */
+    double did_mix;      /* mix: probability of a rejected response from the DID sampler */
+    char *did_ref;       /* reference checkpoint ("" = the teacher, exactly) */
+    int did_pairs;       /* pairs per prompt */
+    int64_t did_max_responses;
 } SynthConfig;
 
 typedef struct {
@@ -146,6 +155,71 @@ typedef struct {
 } PvarConfig;
 
 typedef struct {
+    char *policy;       /* checkpoint whose exact distributions are computed */
+    char *ref;          /* reference checkpoint */
+    char *data;         /* prefdata file of the synthetic task: its prompts and pairs */
+    double beta;        /* pi* ~ pi_ref exp(r / beta); 0 = loss.beta */
+    char *out;          /* results file (HDF5, format prefer.exact) */
+    char *runlog;       /* run log to append a summary row to ("" = none) */
+    int64_t max_responses; /* most responses per prompt the space may have */
+    int n_prompts;      /* the first N prompts of data (0 = all) */
+    int save_distributions; /* bool: also store every prompt's log-prob arrays */
+} ExactConfig;
+
+typedef struct {
+    char *family;       /* "cyclic" | "transitive" | "file": where P comes from */
+    int n;              /* classes of the built-in families */
+    double advantage;   /* cyclic: a, Pr(i beats i+1) = 1/2 + a */
+    char *rewards;      /* transitive: comma list of n class rewards ("" = evenly spaced) */
+    double reward_gap;  /* transitive, rewards = "": r_i = reward_gap * (n - 1 - i) */
+    char *p_file;       /* family = file: HDF5 (dataset /P) or text matrix */
+    char *pi0;          /* initial policy: comma list of n weights ("" = uniform) */
+    char *pi_ref;       /* base reference: comma list ("" = pi0) */
+    double perturb;     /* added to class 0's log-probability of the starting policy */
+    char *alpha;        /* grids: comma lists of numbers or lo:hi:count ranges */
+    char *beta;
+    char *lambda;
+    int rounds;         /* R */
+    int window;         /* W: the last rounds judged */
+    double tol;         /* converged: every step in the window below this (L1) */
+    double cycle_tol;   /* oscillating: cycle strength above this */
+    double collapse_entropy; /* collapsed: final entropy below this (nats) */
+    char *trajectories; /* "alpha,beta,lambda; ..." points whose whole trajectory is saved */
+    char *out;          /* results file (HDF5, format prefer.dynamics) */
+} DynamicsConfig;
+
+typedef struct {
+    char *out_dir;      /* rounds, checkpoints and the run log */
+    char *init;         /* pi_0: the initial policy and first reference ("" = model.init_from) */
+    char *data;         /* prompts (a prefdata file of the synthetic task) */
+    int rounds;         /* R */
+    int k;              /* responses sampled per prompt per round */
+    double lambda;      /* on-policy share of the sampler */
+    double alpha;       /* weight of pi_t in the geometric-mixture reference */
+    int steps;          /* training steps per round */
+    char *oracle;       /* "bt" (true reward, Bradley-Terry) | "cyclic" (rock-paper-scissors classes) */
+    double cyclic_a;    /* advantage a of the cyclic oracle */
+    int classes;        /* response classes of the cyclic oracle: first response token mod classes */
+    int64_t seed;
+} IterateConfig;
+
+typedef struct {
+    char *input;        /* JSONL file */
+    char *output;       /* prefdata file written */
+    char *tokenizer;    /* tokenizer directory (bpe.h) */
+    char *format;       /* "auto" | "explicit" | "implicit" | "conversational" | "scored" */
+    char *pairs;        /* scored: "all" | "best_worst" */
+    char *score_key;    /* scored: the score field ("auto" = score, fine-grained_score, overall_score) */
+    int max_prompt_tokens;   /* keep the last N (0 = no limit) */
+    int max_response_tokens; /* keep the first N (0 = no limit) */
+    int max_total_tokens;    /* drop responses whose prompt + response is longer (0 = no limit) */
+    int append_eot;     /* bool: end responses with <|endoftext|> */
+    int skip_malformed; /* bool */
+    char *template_system, *template_user, *template_assistant; /* "{content}" once each */
+    char *template_generation_prompt; /* opening of the assistant's turn */
+} ImportConfig;
+
+typedef struct {
     ModelConfig model;
     TrainConfig train;
     LossConfig loss;
@@ -156,6 +230,10 @@ typedef struct {
     LabelConfig label;
     EvalConfig eval;
     PvarConfig pvar;
+    ExactConfig exact;
+    DynamicsConfig dynamics;
+    IterateConfig iterate;
+    ImportConfig import;
     char *source; /* path of the file it was read from ("" for defaults only) */
 } PreferConfig;
 

@@ -59,6 +59,12 @@ void util_mkdir_p(const char *dir);
 /* mkdir -p of the directory part of a file path (nothing for a bare file name). */
 void util_mkdir_parent(const char *path);
 
+/* Copy the file src to dst; atomic = 1 writes dst.tmp, fsyncs and renames it (a reader sees
+ * the old dst or the whole new one). Dies (die_user) naming the file on any error. */
+void util_copy_file(const char *src, const char *dst, int atomic);
+/* 1 if path exists. */
+int util_file_exists(const char *path);
+
 /* Wall-clock seconds (monotonic). */
 double now_s(void);
 

@@ -150,6 +150,8 @@ void prefdata_write(const char *path, const PrefData *d, const char *config_text
         die_user("cannot create %s (directory missing or not writable?)", tmp);
     h5u_write_header(f, PREFDATA_FORMAT, PREFDATA_VERSION, config_text);
     h5u_attr_i64(f, "vocab_size", d->vocab_size);
+    if (d->tokenizer)
+        h5u_attr_str(f, "tokenizer", d->tokenizer);
 
     hsize_t np1 = (hsize_t)d->n_prompts + 1, nr = (hsize_t)d->n_responses,
             nr1 = (hsize_t)d->n_responses + 1, nn = (hsize_t)d->n_pairs,
@@ -220,6 +222,11 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
                "%s: vocab_size attribute is %lld but the model's vocab_size is %lld (token ids "
                "would be out of range; use a model with model.vocab_size >= %lld)",
                path, (long long)d->vocab_size, (long long)vocab_limit, (long long)d->vocab_size);
+        goto fail;
+    }
+
+    if (H5Aexists(f, "tokenizer") > 0 && !(d->tokenizer = h5u_read_attr_str(f, "tokenizer"))) {
+        seterr(err, errlen, "%s: tokenizer attribute is not a string", path);
         goto fail;
     }
 
@@ -305,5 +312,6 @@ void prefdata_free(PrefData *d)
     free(d->response_score);
     free(d->pair_chosen);
     free(d->pair_rejected);
+    free(d->tokenizer);
     memset(d, 0, sizeof *d);
 }

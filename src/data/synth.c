@@ -18,6 +18,7 @@
  * prompts use the same layout in SYNTH_STREAM_HELDOUT.
  */
 #include "prefer/synth.h"
+#include "prefer/did.h"
 #include "prefer/cli.h"
 #include "prefer/h5util.h"
 #include "prefer/util.h"
@@ -857,9 +858,9 @@ int synth_frontier(const SynthTask *t, const int64_t *prompts, int64_t n, double
 /* Write d to path with the task's attributes (t may be NULL: none), the label keys (cfg may
  * be NULL: none) and teacher_entropy (NaN: none): prefdata_write into path.tmp, the
  * attributes, then one fsync + rename, so readers never see a file without them. */
-static void write_with_attrs(const char *path, const PrefData *d, const char *config_text,
-                             const SynthTask *t, const char *kind, const SynthConfig *cfg,
-                             double entropy)
+static void write_with_attrs_did(const char *path, const PrefData *d, const char *config_text,
+                                 const SynthTask *t, const char *kind, const SynthConfig *cfg,
+                                 double entropy, double did_beta, const DidStats *did)
 {
     char *stage = h5u_tmp_name(path);
     prefdata_write(stage, d, config_text);
@@ -875,10 +876,40 @@ static void write_with_attrs(const char *path, const PrefData *d, const char *co
     }
     if (!isnan(entropy))
         h5u_attr_f64(f, "teacher_entropy", entropy);
+    if (did)
+        did_put_attrs(f, cfg, did_beta, did);
     if (H5Fclose(f) < 0)
         die("closing %s failed (disk full?)", stage);
     h5u_commit(stage, path);
     free(stage);
+}
+
+static void write_with_attrs(const char *path, const PrefData *d, const char *config_text,
+                             const SynthTask *t, const char *kind, const SynthConfig *cfg,
+                             double entropy)
+{
+    write_with_attrs_did(path, d, config_text, t, kind, cfg, entropy, NAN, NULL);
+}
+
+/* The DID training file (did.h) in place of the teacher's preference file. */
+static void did_pref_file(SynthTask *t, const SynthConfig *sc, double beta, int64_t n, const char *path,
+                          const char *text)
+{
+    PrefData d;
+    DidStats st;
+    did_make_prefs(t, sc, beta, SYNTH_SPLIT_TRAIN, n, &d, &st);
+    util_mkdir_parent(path);
+    write_with_attrs_did(path, &d, text, t, "preferences", sc, NAN, beta, &st);
+    say("synth: wrote %s: DID data, %lld prompts x %d pairs: chosen from %s, rejected from %s%s (beta %g, "
+        "%lld responses per prompt enumerated)\n",
+        path, (long long)n, sc->did_pairs, sc->chosen_from, sc->rejected_from,
+        !strcmp(sc->rejected_from, "mix") ? " (mixture)" : "", beta, (long long)st.n_responses);
+    say("  exact: DID entropy H(pi_c/pi_rej) %.4f nats; KL(pi* || pi_ref) %.4f; reward pi_ref %.4f pi* %.4f; "
+        "DPO's population optimum keeps KL(pi_dpo || pi*) = %.4f\n",
+        st.did_entropy, st.kl_star_ref, st.reward_ref, st.reward_star, st.kl_dpo_star);
+    say("  pairs: %lld with the same response twice, %lld whose chosen has the higher true reward\n",
+        (long long)st.n_same, (long long)st.n_chosen_better);
+    prefdata_free(&d);
 }
 
 static void mean_std(const double *x, int64_t n, double *mean, double *std)
@@ -1007,7 +1038,10 @@ int cmd_synth(int argc, char **argv)
             sc->sft_out, (long long)d.n_prompts, h);
         prefdata_free(&d);
     }
-    synth_pref_file(&t, sc, SYNTH_SPLIT_TRAIN, sc->n_prompts, sc->out, text);
+    if (did_enabled(sc))
+        did_pref_file(&t, sc, cfg.loss.beta, sc->n_prompts, sc->out, text);
+    else
+        synth_pref_file(&t, sc, SYNTH_SPLIT_TRAIN, sc->n_prompts, sc->out, text);
     if (sc->heldout_out && sc->heldout_out[0])
         synth_pref_file(&t, sc, SYNTH_SPLIT_HELDOUT, sc->n_heldout, sc->heldout_out, text);
     say("synth: done (%.2f s)\n", now_s() - t0);

@@ -4,7 +4,9 @@
  *
  * The ceiling is the FLOP-weighted rate of the step's own sgemm calls (same shapes, same
  * transposes, same kernel, same threads), so ratio = 1 would mean every non-GEMM cost
- * (LayerNorm, GELU, softmax, attention's small products, copies) were free. */
+ * (LayerNorm, GELU, softmax, attention's small products, copies) were free. The same
+ * measurement (bench_model) serves the config's model and, with --gpt2, the GPT-2 124M
+ * shape. */
 #include "prefer/cli.h"
 #include "prefer/config.h"
 #include "prefer/gpt.h"
@@ -122,53 +124,41 @@ static double bench_dpo(const PreferConfig *base, int share, int iters, double *
     return B / dt;
 }
 
-static void usage(void)
-{
-    printf("usage: prefer bench CONFIG [--set k=v ...] [--quick]\n\n"
-           "Times forward+backward of the model in CONFIG (model.*, batch train.micro_batch x\n"
-           "model.context tokens, every position scored) and OpenBLAS sgemm on the same shapes.\n"
-           "Then a DPO step with and without prefix sharing (prompt as long as each response):\n"
-           "  bench-dpo: pairs_per_s=X tokens_per_s=Y prefix_speedup=S\n"
-           "Last line: bench: tokens_per_s=X model_gflops=Y sgemm_gflops=Z ratio=R kernel=K\n"
-           "Threads: runtime.threads (0 = auto; OPENBLAS_NUM_THREADS is honoured).\n"
-           "--quick: fewer repetitions (for tests).\n");
-}
+/* One measurement: forward+backward of a fresh model against sgemm on the step's shapes. */
+typedef struct {
+    size_t num_params;
+    int tokens;        /* B * T per step */
+    double step, best; /* mean and fastest step, seconds */
+    double model_rate; /* model FLOPs per second */
+    double ceiling;    /* sgemm FLOPs per second on the step's shapes */
+    double gemm_share; /* sgemm FLOPs / model FLOPs */
+} BenchResult;
 
-int cmd_bench(int argc, char **argv)
+/* Time forward+backward of a model of dims d (weights N(0, init_std), every position of B x
+ * d->context random tokens scored): warm + iters steps; then, in the same process and with
+ * the same threads, OpenBLAS sgemm on exactly the step's matrix products (each shape once
+ * to warm, then reps times). */
+static void bench_model(const GptDims *d, int B, double init_std, int threads, int warm, int iters, int reps,
+                        BenchResult *res)
 {
-    CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        usage();
-        return 0;
-    }
-    static const char *const flags[] = {"--quick", NULL};
-    cli_check_flags(&a, "bench", flags);
-    int quick = cli_has_flag(&a, "--quick");
-    PreferConfig cfg;
-    cli_load_config(&a, &cfg);
-    int threads = runtime_setup(&cfg.runtime, 1);
-
-    GptDims d = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
-    int B = cfg.train.micro_batch, T = d.context, N = B * T;
+    int T = d->context, N = B * T;
     Gpt m;
-    gpt_init(&m, &d, B);
-    gpt_init_weights(&m, 1, cfg.model.init_std);
+    gpt_init(&m, d, B);
+    gpt_init_weights(&m, 1, init_std);
     int32_t *tok = xmalloc(sizeof(int32_t) * N), *tgt = xmalloc(sizeof(int32_t) * N);
     uint8_t *mask = xmalloc(N);
     float *dlogp = xmalloc(sizeof(float) * N);
     Rng r;
     rng_init(&r, 5, 0);
     for (int i = 0; i < N; i++) {
-        tok[i] = (int32_t)rng_below(&r, d.vocab_size);
-        tgt[i] = (int32_t)rng_below(&r, d.vocab_size);
+        tok[i] = (int32_t)rng_below(&r, d->vocab_size);
+        tgt[i] = (int32_t)rng_below(&r, d->vocab_size);
         mask[i] = 1;
         dlogp[i] = -1.0f / N;
     }
     say("bench: model L=%d C=%d NH=%d T=%d V=%d, %zu parameters, batch %d x %d = %d tokens, %d thread%s\n",
-        d.n_layer, d.n_embd, d.n_head, T, d.vocab_size, m.num_params, B, T, N, threads, threads > 1 ? "s" : "");
+        d->n_layer, d->n_embd, d->n_head, T, d->vocab_size, m.num_params, B, T, N, threads, threads > 1 ? "s" : "");
 
-    int warm = quick ? 1 : 2, iters = quick ? 2 : 6;
     double best = 1e30, total = 0;
     for (int it = 0; it < warm + iters; it++) {
         double t0 = now_s();
@@ -185,9 +175,11 @@ int cmd_bench(int argc, char **argv)
     }
     double step = total / iters;
     double flops = gpt_flops_fwdbwd(&m, N, T);
+    res->num_params = m.num_params;
+    gpt_free(&m);
 
     /* sgemm ceiling on the same shapes */
-    int C = d.n_embd, V = d.vocab_size;
+    int C = d->n_embd, V = d->vocab_size;
     size_t big = (size_t)N * 4 * C;
     if ((size_t)N * V > big)
         big = (size_t)N * V;
@@ -205,29 +197,15 @@ int cmd_bench(int argc, char **argv)
     Shape s[16];
     int ns = step_shapes(s, N, C, V);
     double gemm_flops = 0, gemm_time = 0;
-    int reps = quick ? 1 : 3;
     for (int i = 0; i < ns; i++) {
         time_shape(&s[i], A, Bm, Cm, 1); /* warm */
         double t = time_shape(&s[i], A, Bm, Cm, reps);
         double f = 2.0 * s[i].M * s[i].N * s[i].K;
         int per_layer = i < 12;
-        gemm_flops += per_layer ? f * d.n_layer : f;
-        gemm_time += per_layer ? t * d.n_layer : t;
+        gemm_flops += per_layer ? f * d->n_layer : f;
+        gemm_time += per_layer ? t * d->n_layer : t;
     }
-    double ceiling = gemm_flops / gemm_time;
     gpt_set_threads(threads);
-    double model_rate = flops / step;
-    /* DPO pairs, with and without prefix sharing */
-    double tok_sh = 0, tok_un = 0;
-    double pps_sh = bench_dpo(&cfg, 1, quick ? 1 : 3, &tok_sh);
-    double pps_un = bench_dpo(&cfg, 0, quick ? 1 : 3, &tok_un);
-    say("bench: step %.1f ms (best %.1f ms) over %d iterations; sgemm share of model FLOPs %.1f%%\n", step * 1e3,
-        best * 1e3, iters, 100.0 * gemm_flops / flops);
-    say("bench-dpo: %d pairs per step, prompt = chosen = rejected = %d tokens; without prefix sharing %.2f pairs/s\n",
-        cfg.train.micro_batch, d.context / 2, pps_un);
-    say("bench-dpo: pairs_per_s=%.2f tokens_per_s=%.0f prefix_speedup=%.3f\n", pps_sh, tok_sh, pps_sh / pps_un);
-    say("bench: tokens_per_s=%.0f model_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f kernel=%s\n", N / step,
-        model_rate * 1e-9, ceiling * 1e-9, model_rate / ceiling, runtime_blas_core());
     free(A);
     free(Bm);
     free(Cm);
@@ -235,7 +213,77 @@ int cmd_bench(int argc, char **argv)
     free(tgt);
     free(mask);
     free(dlogp);
-    gpt_free(&m);
+    res->tokens = N;
+    res->step = step;
+    res->best = best;
+    res->model_rate = flops / step;
+    res->ceiling = gemm_flops / gemm_time;
+    res->gemm_share = gemm_flops / flops;
+}
+
+static void usage(void)
+{
+    printf("usage: prefer bench [CONFIG] [--set k=v ...] [--quick] [--gpt2]\n\n"
+           "Times forward+backward of the model in CONFIG (model.*, batch train.micro_batch x\n"
+           "model.context tokens, every position scored) and OpenBLAS sgemm on the same shapes.\n"
+           "Then a DPO step with and without prefix sharing (prompt as long as each response):\n"
+           "  bench-dpo: pairs_per_s=X tokens_per_s=Y prefix_speedup=S\n"
+           "Last line: bench: tokens_per_s=X model_gflops=Y sgemm_gflops=Z ratio=R kernel=K\n"
+           "--gpt2: instead the GPT-2 124M shape (V=50257, T=1024, C=768, L=12, NH=12; random\n"
+           "weights, batch 1 x 1024; model.* and train.micro_batch are ignored), no DPO step:\n"
+           "  bench-gpt2: tokens_per_s=X model_gflops=Y ratio=R\n"
+           "Threads: runtime.threads (0 = auto; OPENBLAS_NUM_THREADS is honoured).\n"
+           "--quick: fewer repetitions (for tests).\n");
+}
+
+/* The GPT-2 124M shape at batch 1 (make bench): one warm step, then 2 timed (1 with --quick). */
+static void bench_gpt2(const PreferConfig *cfg, int threads, int quick)
+{
+    GptDims d = {50257, 1024, 12, 12, 768};
+    BenchResult r;
+    bench_model(&d, 1, cfg->model.init_std, threads, 1, quick ? 1 : 2, 1, &r);
+    say("bench-gpt2: step %.2f s (best %.2f s); sgemm %.1f GFLOP/s on the step's shapes; sgemm share of model "
+        "FLOPs %.1f%%; kernel %s\n",
+        r.step, r.best, r.ceiling * 1e-9, 100.0 * r.gemm_share, runtime_blas_core());
+    say("bench-gpt2: tokens_per_s=%.0f model_gflops=%.1f ratio=%.3f\n", r.tokens / r.step, r.model_rate * 1e-9,
+        r.model_rate / r.ceiling);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    CliArgs a;
+    cli_parse(argc, argv, &a);
+    if (a.help) {
+        usage();
+        return 0;
+    }
+    static const char *const flags[] = {"--quick", "--gpt2", NULL};
+    cli_check_flags(&a, "bench", flags);
+    int quick = cli_has_flag(&a, "--quick");
+    PreferConfig cfg;
+    cli_load_config(&a, &cfg);
+    int threads = runtime_setup(&cfg.runtime, 1);
+    if (cli_has_flag(&a, "--gpt2")) {
+        bench_gpt2(&cfg, threads, quick);
+        config_free(&cfg);
+        return 0;
+    }
+
+    GptDims d = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
+    BenchResult r;
+    bench_model(&d, cfg.train.micro_batch, cfg.model.init_std, threads, quick ? 1 : 2, quick ? 2 : 6, quick ? 1 : 3,
+                &r);
+    /* DPO pairs, with and without prefix sharing */
+    double tok_sh = 0, tok_un = 0;
+    double pps_sh = bench_dpo(&cfg, 1, quick ? 1 : 3, &tok_sh);
+    double pps_un = bench_dpo(&cfg, 0, quick ? 1 : 3, &tok_un);
+    say("bench: step %.1f ms (best %.1f ms) over %d iterations; sgemm share of model FLOPs %.1f%%\n", r.step * 1e3,
+        r.best * 1e3, quick ? 2 : 6, 100.0 * r.gemm_share);
+    say("bench-dpo: %d pairs per step, prompt = chosen = rejected = %d tokens; without prefix sharing %.2f pairs/s\n",
+        cfg.train.micro_batch, d.context / 2, pps_un);
+    say("bench-dpo: pairs_per_s=%.2f tokens_per_s=%.0f prefix_speedup=%.3f\n", pps_sh, tok_sh, pps_sh / pps_un);
+    say("bench: tokens_per_s=%.0f model_gflops=%.1f sgemm_gflops=%.1f ratio=%.3f kernel=%s\n", r.tokens / r.step,
+        r.model_rate * 1e-9, r.ceiling * 1e-9, r.model_rate / r.ceiling, runtime_blas_core());
     config_free(&cfg);
     return 0;
 }

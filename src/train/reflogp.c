@@ -228,32 +228,12 @@ int reflogp_cache_read(const char *path, const char *model_hash, const PrefData 
     return rc;
 }
 
-static void copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY);
-    if (in < 0)
-        die_user("%s: cannot open: %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0)
-        die_user("%s: cannot create: %s", dst, strerror(errno));
-    char buf[1 << 16];
-    ssize_t k;
-    while ((k = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)k) != k)
-            die_user("%s: write failed: %s", dst, strerror(errno));
-    if (k < 0)
-        die_user("%s: read failed: %s", src, strerror(errno));
-    close(in);
-    if (close(out) != 0)
-        die_user("%s: close failed: %s", dst, strerror(errno));
-}
-
 void reflogp_cache_write(const char *path, const char *model_hash, const PrefData *d, const double *v,
                          const char *reference)
 {
     h5u_init();
     char *tmp = h5u_tmp_name(path);
-    copy_file(path, tmp);
+    util_copy_file(path, tmp, 0);
     hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
     if (f < 0)
         die_user("%s: cannot open for writing the reference cache", tmp);

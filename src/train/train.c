@@ -828,13 +828,9 @@ static void check_replicas(const Gpt *m, int64_t step)
 
 /* Reference log-probs of every response: from the dataset file's cache when it holds an
  * entry for this reference, else computed by all ranks and (rank 0) added to the cache. */
-static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, PrefShard *shard, int rank, int world)
+static double *ref_logps(const PreferConfig *cfg, const char *ref, const PrefData *data, PrefShard *shard, int rank,
+                         int world)
 {
-    const char *ref = cfg->train.ref && *cfg->train.ref ? cfg->train.ref : cfg->model.init_from;
-    if (!ref || !*ref)
-        die_user("train.objective = \"%s\" needs a reference model: set train.ref (or model.init_from) to a "
-                 "checkpoint, e.g. the SFT model",
-                 cfg->train.objective);
     double t0 = now_s();
     GptDims d;
     char err[1024];
@@ -895,6 +891,28 @@ static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, PrefSh
     }
     prefdata_free(&full);
     gpt_free(&m);
+    return v;
+}
+
+/* The reference log-probs of the preference losses: train.ref's, or with train.ref_mix the
+ * geometric mixture ref_alpha * log pi_mix + (1 - ref_alpha) * log pi_ref of two models.
+ * The mixture's normaliser log Z(x) is left out: it is the same for both responses of a
+ * pair, so DPO's and IPO's losses (functions of the pair's log-ratio difference) are exact. */
+static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, PrefShard *shard, int rank, int world)
+{
+    const char *ref = cfg->train.ref && *cfg->train.ref ? cfg->train.ref : cfg->model.init_from;
+    if (!ref || !*ref)
+        die_user("train.objective = \"%s\" needs a reference model: set train.ref (or model.init_from) to a "
+                 "checkpoint, e.g. the SFT model",
+                 cfg->train.objective);
+    double *v = ref_logps(cfg, ref, data, shard, rank, world);
+    if (cfg->train.ref_mix && *cfg->train.ref_mix && cfg->train.ref_alpha > 0) {
+        double *w = ref_logps(cfg, cfg->train.ref_mix, data, shard, rank, world), a = cfg->train.ref_alpha;
+        for (int64_t r = 0; r < data->n_responses; r++)
+            v[r] = a * w[r] + (1.0 - a) * v[r];
+        free(w);
+        say("reference: geometric mixture %.4g * log pi(%s) + %.4g * log pi(%s)\n", a, cfg->train.ref_mix, 1.0 - a, ref);
+    }
     return v;
 }
 

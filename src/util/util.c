@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 static int g_rank = 0;
@@ -188,3 +190,29 @@ void util_mkdir_parent(const char *path)
     }
     free(dir);
 }
+
+void util_copy_file(const char *src, const char *dst, int atomic)
+{
+    int in = open(src, O_RDONLY);
+    if (in < 0)
+        die_user("%s: cannot open: %s", src, strerror(errno));
+    char *tmp = atomic ? xasprintf("%s.tmp", dst) : xstrdup(dst);
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0)
+        die_user("%s: cannot create: %s", tmp, strerror(errno));
+    char buf[1 << 16];
+    ssize_t k;
+    while ((k = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)k) != k)
+            die_user("%s: write failed: %s", tmp, strerror(errno));
+    if (k < 0)
+        die_user("%s: read failed: %s", src, strerror(errno));
+    close(in);
+    if ((atomic && fsync(out) != 0) || close(out) != 0)
+        die_user("%s: write failed: %s", tmp, strerror(errno));
+    if (atomic && rename(tmp, dst) != 0)
+        die_user("%s: cannot rename to %s: %s", tmp, dst, strerror(errno));
+    free(tmp);
+}
+
+int util_file_exists(const char *path) { return access(path, F_OK) == 0; }
