@@ -3,8 +3,9 @@
 #   make check        every test (installs missing Debian packages first)
 #   make check-slurm  the Slurm job scripts on a throwaway local Slurm cluster (root)
 #   make demo         the demo pipeline
-#   make bench        forward+backward throughput against the sgemm ceiling
+#   make bench        forward+backward throughput against the sgemm ceiling (bench model, GPT-2 124M)
 #   make bench-scaling  data-parallel step at 1 and 2 ranks: scaling efficiency, allreduce overlap
+#   make fuzz [FUZZ_TIME=60]  libFuzzer on the readers of untrusted input (needs clang)
 #   make install PREFIX=/opt/prefer DESTDIR=...
 #   make SANITIZE=1 check   AddressSanitizer + UBSan build (separate build dir)
 #   make DEBUG=1      -O0 -g
@@ -116,11 +117,38 @@ bench:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $(BIN)/prefer
 	$(BIN)/prefer bench configs/bench.cfg
+	$(BIN)/prefer bench --gpt2
 
 bench-scaling:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $(BIN)/prefer
 	@BIN=$(BIN) scripts/bench-scaling.sh configs/bench.cfg
+
+# make fuzz [FUZZ_TIME=60] [FUZZ_CC=clang]: libFuzzer targets for the readers of untrusted
+# input (fuzz/fuzz_*.c, binaries in build-fuzz/), each run FUZZ_TIME seconds by
+# scripts/fuzz.sh, which prints the executions and whether it crashed. Optional: needs clang
+# and its runtime (libclang-rt-dev), which install-deps.sh does not install.
+FUZZ_TIME ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS := safetensors jsonl tokenizer config
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fopenmp -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed -Iinclude $(PKG_CFLAGS) $(MPI_CFLAGS)
+FUZZ_SRCS_safetensors := src/io/hf.c src/io/h5util.c src/model/gpt.c src/model/ops.c src/util/rng.c src/util/util.c
+FUZZ_SRCS_jsonl := src/text/jsonl_import.c src/util/util.c
+FUZZ_SRCS_tokenizer := src/text/bpe.c src/util/util.c
+FUZZ_SRCS_config := src/config/config.c src/train/losses.c src/util/util.c
+define FUZZ_RULE
+build-fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(FUZZ_SRCS_$(1)) $$(wildcard include/prefer/*.h)
+	@mkdir -p $$(@D)
+	@echo "  FUZZCC $$@"
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(filter %.c,$$^) $$(LIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_RULE,$(t))))
+fuzz: deps-quiet
+	@FUZZ_CC=$(FUZZ_CC) scripts/fuzz.sh --check
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh $(FUZZ_TARGETS)
+.PHONY: fuzz
 
 reference: $(BIN)/prefer
 	$(BIN)/prefer config --reference > configs/reference.cfg
@@ -135,6 +163,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/prefer
 
 clean:
-	rm -rf build build-san build-dbg build-san-dbg bin
+	rm -rf build build-san build-dbg build-san-dbg build-fuzz bin
 
 -include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TESTS:%=%.d)

@@ -5,7 +5,7 @@
  * (b) exact_logp_all equals, for every response, a direct token-by-token computation of
  *     that response alone (KV cache, one slot: the same arithmetic, so equal to 1e-12
  *     relative; in fact bit for bit), and the training forward gpt_forward to float
- *     rounding; the result is the same bits for every slot depth and chunking;
+ *     rounding; the result is the same bits for every slot depth, chunking and thread count;
  * (c) entropy, KL, L1, expectation, DID, optimum, normalisation and the CDF inversion
  *     against hand values on 3-4 element distributions; the space's order and index;
  * (d) the optimum pi* ~ teacher exp(r / beta) by enumeration agrees with synth_optimum's
@@ -20,6 +20,7 @@
 
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,14 +143,19 @@ static void check_direct(const EnumSpace *s, int V, uint64_t seed)
     CU_ASSERT(bad_fw == 0);
     if (bad_kv || bad_fw)
         printf("\n  %d responses differ from the KV pass, %d from gpt_forward (worst %g)\n", bad_kv, bad_fw, worst_fw);
-    /* every slot depth, and a budget of a few slots per chunk: the same bits */
+    /* every slot depth, a budget of a few slots per chunk, 1-3 threads: the same bits */
+    int nthr = omp_get_max_threads();
     for (int d = 0; d <= s->len; d++)
-        for (int small = 0; small < 2; small++) {
-            exact_set_limits(small ? 3000 : 0, d);
-            exact_logp_all(&m, prompt, 2, s, lp2);
-            CU_ASSERT(memcmp(lp, lp2, sizeof(double) * s->n) == 0);
-        }
+        for (int small = 0; small < 2; small++)
+            for (int th = 1; th <= 3; th++) {
+                omp_set_num_threads(th);
+                exact_set_limits(small ? 3000 : 0, d);
+                memset(lp2, 0, sizeof(double) * s->n);
+                exact_logp_all(&m, prompt, 2, s, lp2);
+                CU_ASSERT(memcmp(lp, lp2, sizeof(double) * s->n) == 0);
+            }
     exact_set_limits(0, -1);
+    omp_set_num_threads(nthr);
     free(lp);
     free(lp2);
     gpt_free(&m);

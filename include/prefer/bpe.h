@@ -10,8 +10,10 @@
  * and a cache of pre-token encodings). Special tokens (<|endoftext|>) are matched as whole
  * strings before the regex when allowed, else encoded as ordinary text.
  *
- * Input that is not valid UTF-8 is encoded byte by byte like GPT-2 does (its byte-level
- * alphabet covers every byte), so decode(encode(s)) == s for every byte string.
+ * (\s is Unicode White_Space, as in Python's `regex` that GPT-2 used; docs/tokenizer.md.)
+ * Input that is not valid UTF-8 is cut into maximal valid runs, each pre-tokenized on its
+ * own, and maximal runs of invalid bytes, each one pre-token merged like any other (GPT-2's
+ * byte-level alphabet covers every byte), so decode(encode(s)) == s for every byte string.
  *
  * A Bpe is not thread-safe (the cache); use one per thread.
  */

@@ -63,16 +63,18 @@ int64_t enum_index(const EnumSpace *s, const int32_t *tokens, int64_t ntok);
  * added in token order). Computed with KV-cache steps (kv.h) over the prefix tree of the
  * space: each prefix of the first d tokens is one cache slot (d from the cost model of
  * EXACT_STEP_ROWS; slots in chunks within EXACT_WORK_BYTES), and all slots walk the rest of
- * the tree depth-first in lockstep, so every node of the tree is computed once. kv.h makes
- * each slot's logits bit-identical whatever the other slots, their number and the thread
- * count: out is deterministic and independent of how the work is batched; it equals a
+ * the tree depth-first in lockstep, so every node of the tree is computed once. With
+ * several OpenMP threads each walks its own block of prefixes with its own cache (the
+ * kernels inside run single-threaded: no barrier per step). kv.h makes each slot's logits
+ * bit-identical whatever the other slots, their number and the thread count: out is
+ * deterministic and independent of the batching and the threads; it equals a
  * token-by-token KV pass over each response alone bit for bit, and gpt_forward to float
  * rounding. prompt_len >= 1; the model's context must hold prompt_len + s->len positions
  * (dies otherwise). Allocates its own work memory (about EXACT_WORK_BYTES at most). m is
  * only read (its training activations are not used). */
 void exact_logp_all(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpace *s, double *out);
 /* exact_logp_all's estimate of the fixed cost of one cache step, in rows of work: it picks the
- * slot depth d that minimises rows + EXACT_STEP_ROWS * steps (measured on the enum-base model,
+ * slot depth d that minimises rows / threads + EXACT_STEP_ROWS * steps (measured on the enum-base model,
  * 2 layers, C = 64: a step costs ~18 us beyond its rows, a row ~11 us; docs/exact.md). */
 #define EXACT_STEP_ROWS 2.0
 /* Memory budget of exact_logp_all's cache and buffers. */

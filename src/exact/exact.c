@@ -16,6 +16,7 @@
 #include "prefer/util.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,10 +217,11 @@ static void walk_chunk(Walk *w, const int32_t *prompt, int64_t b0)
 }
 
 /* Depth d of the slots (A^d prefixes, one cache slot each): the d with the least estimated
- * work, rows(d) + EXACT_STEP_ROWS * steps(d), where rows(d) = A^d (prompt_len + d) (each slot
- * feeds the prompt and its prefix) + the nodes deeper than d, and steps(d) = prompt_len + d +
- * the nodes of one slot's subtree (the walk is one step per node). */
-static int slot_depth(int A, int len, int prompt_len)
+ * time per thread, rows(d) / min(threads, A^d) + EXACT_STEP_ROWS * steps(d), where rows(d) =
+ * A^d (prompt_len + d) (each slot feeds the prompt and its prefix) + the nodes deeper than d,
+ * and steps(d) = prompt_len + d + the nodes of one slot's subtree (the walk is one step per
+ * node, and every thread walks its own slots through all of them). */
+static int slot_depth(int A, int len, int prompt_len, int threads)
 {
     int best = 0;
     double best_cost = INFINITY;
@@ -229,7 +231,8 @@ static int slot_depth(int A, int len, int prompt_len)
             deeper += pow(A, k);
         for (int k = 1; k <= len - d; k++)
             sub += pow(A, k);
-        double cost = slots * (prompt_len + d) + deeper + EXACT_STEP_ROWS * (prompt_len + d + sub);
+        double rows = slots * (prompt_len + d) + deeper, par = slots < threads ? slots : threads;
+        double cost = rows / par + EXACT_STEP_ROWS * (prompt_len + d + sub);
         if (cost < best_cost) {
             best_cost = cost;
             best = d;
@@ -238,32 +241,19 @@ static int slot_depth(int A, int len, int prompt_len)
     return best;
 }
 
-void exact_logp_all(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpace *s, double *out)
+/* Prefixes [p_begin, p_end) of depth d in chunks of at most cap slots, with one cache. */
+static void walk_range(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpace *s, int d, int64_t p_begin,
+                       int64_t p_end, int64_t cap, double *out)
 {
-    const GptDims *dm = &m->d;
-    int A = s->alphabet, V = dm->vocab_size;
-    if (prompt_len < 1)
-        die("exact_logp_all: the prompt is empty");
-    if (prompt_len + s->len > dm->context)
-        die_user("the model's context (%d) is shorter than a prompt (%d tokens) and a response's %d free tokens",
-                 dm->context, prompt_len, s->len);
-    if (digit_token(s, A - 1) >= V)
-        die_user("the response alphabet (tokens up to %d) exceeds the model's vocabulary (%d)", digit_token(s, A - 1),
-                 V);
-    int d = forced_depth >= 0 && forced_depth <= s->len ? forced_depth : slot_depth(A, s->len, prompt_len);
-    int64_t np = 1;
-    for (int k = 0; k < d; k++)
-        np *= A;
-    Walk w = {.m = m, .s = s, .V = V, .d = d, .prompt_len = prompt_len, .out = out};
-    w.leaves = s->n / np;
-    int levels = s->len - d;
-    size_t per_slot = sizeof(float) * ((size_t)2 * dm->n_layer * dm->context * dm->n_embd + (size_t)V +
-                                       (size_t)8 * dm->n_embd + (size_t)dm->n_head * dm->context) +
-                      sizeof(double) * ((size_t)levels * A + (size_t)levels + 1) + sizeof(int64_t) + 2 * sizeof(int);
-    int64_t cap = (int64_t)((work_bytes_limit ? work_bytes_limit : EXACT_WORK_BYTES) / per_slot);
-    cap = cap < 1 ? 1 : cap;
+    int A = s->alphabet, V = m->d.vocab_size, levels = s->len - d;
+    int64_t np = p_end - p_begin;
+    if (np < 1)
+        return;
     int B = (int)(np < cap ? np : cap);
-    w.B = B;
+    Walk w = {.m = m, .s = s, .V = V, .d = d, .prompt_len = prompt_len, .out = out, .B = B};
+    w.leaves = 1;
+    for (int k = 0; k < levels; k++)
+        w.leaves *= A;
     w.kv = gpt_kv_new(m, B);
     w.tok = xmalloc(sizeof(int32_t) * (size_t)B);
     w.pos = xmalloc(sizeof(int) * (size_t)B);
@@ -271,8 +261,8 @@ void exact_logp_all(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpa
     w.lpn = xmalloc(sizeof(double) * ((size_t)(levels > 0 ? levels : 1) * B * A));
     w.cum = xmalloc(sizeof(double) * (size_t)(levels + 1) * B);
     w.base = xmalloc(sizeof(int64_t) * (size_t)B);
-    for (int64_t b0 = 0; b0 < np; b0 += B) {
-        int nb = (int)(np - b0 < B ? np - b0 : B);
+    for (int64_t b0 = p_begin; b0 < p_end; b0 += B) {
+        int nb = (int)(p_end - b0 < B ? p_end - b0 : B);
         if (nb != w.B) { /* the last, short chunk: fewer slots (a slot's bits do not depend on it) */
             gpt_kv_free(w.kv);
             w.B = nb;
@@ -287,6 +277,45 @@ void exact_logp_all(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpa
     free(w.lpn);
     free(w.cum);
     free(w.base);
+}
+
+void exact_logp_all(Gpt *m, const int32_t *prompt, int prompt_len, const EnumSpace *s, double *out)
+{
+    const GptDims *dm = &m->d;
+    int A = s->alphabet, V = dm->vocab_size;
+    if (prompt_len < 1)
+        die("exact_logp_all: the prompt is empty");
+    if (prompt_len + s->len > dm->context)
+        die_user("the model's context (%d) is shorter than a prompt (%d tokens) and a response's %d free tokens",
+                 dm->context, prompt_len, s->len);
+    if (digit_token(s, A - 1) >= V)
+        die_user("the response alphabet (tokens up to %d) exceeds the model's vocabulary (%d)", digit_token(s, A - 1),
+                 V);
+    int threads = omp_get_max_threads();
+    int d = forced_depth >= 0 && forced_depth <= s->len ? forced_depth : slot_depth(A, s->len, prompt_len, threads);
+    int64_t np = 1;
+    for (int k = 0; k < d; k++)
+        np *= A;
+    threads = np < threads ? (int)np : threads;
+    int levels = s->len - d;
+    size_t per_slot = sizeof(float) * ((size_t)2 * dm->n_layer * dm->context * dm->n_embd + (size_t)V +
+                                       (size_t)8 * dm->n_embd + (size_t)dm->n_head * dm->context) +
+                      sizeof(double) * ((size_t)levels * A + (size_t)levels + 1) + sizeof(int64_t) + 2 * sizeof(int);
+    int64_t cap = (int64_t)((work_bytes_limit ? work_bytes_limit : EXACT_WORK_BYTES) / per_slot / (size_t)threads);
+    cap = cap < 1 ? 1 : cap;
+    if (threads == 1) {
+        walk_range(m, prompt, prompt_len, s, d, 0, np, cap, out);
+        return;
+    }
+    /* Each thread walks its own block of prefixes with its own cache: no barrier inside a
+     * step (the kernels' parallel loops run on the calling thread alone), one join at the
+     * end. Slots' bits do not depend on the blocks, so neither does out. */
+#pragma omp parallel num_threads(threads)
+    {
+        omp_set_num_threads(1);
+        int t = omp_get_thread_num();
+        walk_range(m, prompt, prompt_len, s, d, np * t / threads, np * (t + 1) / threads, cap, out);
+    }
 }
 
 /* ---------------------------------------------------------------- the task */

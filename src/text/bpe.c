@@ -52,12 +52,17 @@ typedef struct {
     int32_t rank, result;
 } MergeSlot;
 
-/* A cached pre-token: its record in the cache arena is n_ids int32 ids followed by the
- * key_len bytes of the pre-token, so that one lookup touches the slot and one record. */
+/* A cached pre-token, in one 32-byte slot. A key of at most CACHE_INLINE bytes is kept in
+ * the slot, and so is the first id: most lookups (a short word, one token) touch nothing
+ * else. Otherwise the record at off in the cache arena holds the n_ids ids followed by the
+ * key_len bytes of the pre-token. */
+#define CACHE_INLINE 12
 typedef struct {
     uint64_t hash; /* 0 = empty */
-    uint32_t off;  /* record offset in int32 units */
+    uint32_t off;  /* record offset in int32 units (unused for short one-token entries) */
     uint16_t key_len, n_ids;
+    int32_t id0;
+    char key[CACHE_INLINE];
 } CacheSlot;
 
 typedef struct {
@@ -931,7 +936,8 @@ static const CacheSlot *cache_find(const Bpe *b, const char *p, size_t n, uint64
         const CacheSlot *s = &b->cache[i];
         if (!s->hash)
             return NULL;
-        if (s->hash == h && s->key_len == n && same_bytes(b->crec + s->off + s->n_ids, p, n))
+        if (s->hash == h && s->key_len == n &&
+            same_bytes(n <= CACHE_INLINE ? (const void *)s->key : (const void *)(b->crec + s->off + s->n_ids), p, n))
             return s;
     }
 }
@@ -947,7 +953,7 @@ static void cache_put_slot(Bpe *b, CacheSlot s)
 
 static void cache_add(Bpe *b, const char *p, size_t n, uint64_t h, const int32_t *ids, size_t k)
 {
-    size_t words = k + (n + 3) / 4; /* record size in int32 units */
+    size_t words = n <= CACHE_INLINE && k == 1 ? 0 : k + (n + 3) / 4; /* record size in int32 units */
     if (b->cache_n >= BPE_CACHE_MAX || (b->crec_n + words) * sizeof(int32_t) > BPE_CACHE_MAX_BYTES)
         bpe_cache_clear(b); /* full: start over rather than track recency */
     if (!b->cache || 2 * (b->cache_n + 1) > b->cache_mask + 1) {
@@ -965,9 +971,13 @@ static void cache_add(Bpe *b, const char *p, size_t n, uint64_t h, const int32_t
         b->crec_cap = next_pow2(b->crec_n + words + 4096);
         b->crec = xrealloc(b->crec, sizeof(int32_t) * b->crec_cap);
     }
-    memcpy(b->crec + b->crec_n, ids, sizeof(int32_t) * k);
-    memcpy(b->crec + b->crec_n + k, p, n);
-    cache_put_slot(b, (CacheSlot){h, (uint32_t)b->crec_n, (uint16_t)n, (uint16_t)k});
+    CacheSlot s = {h, (uint32_t)b->crec_n, (uint16_t)n, (uint16_t)k, ids[0], {0}};
+    memcpy(s.key, p, n < CACHE_INLINE ? n : CACHE_INLINE);
+    if (words) {
+        memcpy(b->crec + b->crec_n, ids, sizeof(int32_t) * k);
+        memcpy(b->crec + b->crec_n + k, p, n);
+    }
+    cache_put_slot(b, s);
     b->crec_n += words;
     b->cache_n++;
 }
@@ -1107,7 +1117,10 @@ static void encode_piece(Bpe *b, const char *p, size_t n, BpeIds *out)
     const CacheSlot *s = cache_find(b, p, n, h);
     if (s) {
         ids_reserve(out, s->n_ids);
-        memcpy(out->ids + out->n, b->crec + s->off, sizeof(int32_t) * s->n_ids);
+        if (s->n_ids == 1 && s->key_len <= CACHE_INLINE)
+            out->ids[out->n] = s->id0;
+        else
+            memcpy(out->ids + out->n, b->crec + s->off, sizeof(int32_t) * s->n_ids);
         out->n += s->n_ids;
         return;
     }

@@ -174,6 +174,7 @@ js_skipped=$(grep -c '^SKIP' "$T/js.ids")
 
 # ---- second oracle: OpenAI's encoder.py algorithm with Python's regex module, if present
 if /usr/bin/python3 -c 'import regex' 2>/dev/null; then
+    start=$(date +%s)
     /usr/bin/python3 - "$TOK" "$C" "$T/py.ids" <<'EOF'
 # The algorithm of OpenAI's gpt-2/src/encoder.py (MIT licence), reading lines as bytes.
 import json, sys, regex
@@ -233,7 +234,8 @@ with open(corpus, "rb") as f, open(out, "w") as o:
             ids.extend(encoder[b] for b in bpe("".join(byte_encoder[c] for c in t.encode("utf-8"))))
         o.write(" ".join(map(str, ids)) + "\n")
 EOF
-    [ $? -eq 0 ] || bad "python oracle failed"
+    [ $? -eq 0 ] && ok "encoder.py (python3-regex) encoded the corpus in $(( $(date +%s) - start )) s" \
+        || bad "python oracle failed"
     compare "$T/py.ids" encoder.py >"$T/cmp" && ok "identical ids to encoder.py (python3-regex) on every valid line" \
         || bad "ids differ from encoder.py"
     cat "$T/cmp"
