@@ -46,9 +46,9 @@ void enum_space_init(EnumSpace *s, const SynthTask *t, int64_t max_responses)
     int64_t n = space_size(A, len, max_responses);
     if (n < 0)
         die_user("the synthetic task is too large to enumerate: synth.vocab_size = %d and synth.response_len = %d "
-                 "give %d^%d responses per prompt, more than exact.max_responses = %lld (lower the vocabulary or "
-                 "the response length, or raise exact.max_responses)",
-                 t->vocab, t->response_len, A, len, (long long)max_responses);
+                 "give %d^%d = %.0f responses per prompt, more than exact.max_responses = %lld (make the task with a "
+                 "smaller vocabulary or response length, or raise exact.max_responses)",
+                 t->vocab, t->response_len, A, len, pow(A, len), (long long)max_responses);
     s->alphabet = A;
     s->len = len;
     s->n = n;

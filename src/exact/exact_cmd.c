@@ -269,6 +269,8 @@ int cmd_exact(int argc, char **argv)
         die_user("exact.data: %s (prefer exact needs a file of the synthetic task, written by prefer synth)", err);
     if (synth_check_prompts(&task, &data, err, sizeof err) != 0)
         die_user("exact.data: %s", err);
+    say("exact: %s: synthetic task with synth.vocab_size = %d, synth.prompt_len = %d, synth.response_len = %d\n",
+        ec->data, task.vocab, task.prompt_len, task.response_len);
     EnumSpace s;
     enum_space_init(&s, &task, ec->max_responses);
     int64_t P = data.n_prompts;
