@@ -5,7 +5,7 @@
 # synth.rejected_from), train DPO against the SFT reference, and measure the trained policy
 # exactly (prefer exact): KL(pi || pi*) against the data's predicted DPO optimum, and the
 # chosen/rejected log-likelihoods before and after training (displacement).
-#   scripts/did-experiment.sh                  all kinds, sizes 2 8 32
+#   scripts/did-experiment.sh                  all kinds, sizes 16 64 256 pairs per prompt
 #   KINDS="reference:did optimum:reference" SIZES="4 16" STEPS=300 OUT=did-out scripts/did-experiment.sh
 # Prints a table; every run stays in $OUT/<chosen>-<rejected>-<size>/.
 set -eu
@@ -13,9 +13,10 @@ P="${BIN:-bin}/prefer"
 CFG="${CFG:-configs/experiments/did/enum-base.cfg}"
 OUT="${OUT:-did-out}"
 KINDS="${KINDS:-reference:did optimum:did optimum:reference reference:reference reference:mix}"
-SIZES="${SIZES:-2 8 32}"
+SIZES="${SIZES:-16 64 256}"
 STEPS="${STEPS:-300}"
-BETA="${BETA:-0.1}"
+BETA="${BETA:-0.5}"
+SFT_PROMPTS="${SFT_PROMPTS:-1024}"  # the reference learns the teacher from this many prompts
 RUN="${RUN:-}"   # e.g. RUN="mpirun -np 2"
 PY=/usr/bin/python3
 mkdir -p "$OUT"
@@ -23,7 +24,7 @@ quiet() { grep -E "^(synth: wrote|  exact:|train: done|exact: mean)" || true; }
 
 if [ ! -f "$OUT/sft/latest.h5" ]; then
     $RUN "$P" synth "$CFG" --set synth.sft_out="$OUT/sft.h5" --set synth.out="$OUT/teacher.h5" \
-        --set synth.heldout_out= | quiet
+        --set synth.heldout_out= --set synth.n_prompts="$SFT_PROMPTS" | quiet
     $RUN "$P" train "$CFG" --set train.data="$OUT/sft.h5" --set train.out_dir="$OUT/sft" | quiet
 fi
 printf '%-22s %5s %8s %12s %10s %10s %12s %12s %10s\n' kind pairs did_H kl_pred kl_ref_pi kl_opt_pi \

@@ -73,6 +73,8 @@ typedef struct {
     int eos;            /* end token (kept in the response); -1 = none */
     int64_t seed;
     int batch;          /* sequences per KV-cache step */
+    char *tokenizer;    /* "" = none; else decoded samples are printed */
+    int print;          /* how many decoded samples to print */
 } SampleConfig;
 
 typedef struct {
@@ -122,6 +124,9 @@ typedef struct {
 typedef struct {
     char *in;           /* prefdata file with K responses per prompt to label */
     char *out;          /* the labelled preference file */
+    char *reward;       /* "score" | "lexicon" */
+    char *lexicon;      /* lexicon file or folder (reward = lexicon) */
+    char *tokenizer;    /* tokenizer directory (reward = lexicon) */
 } LabelConfig;
 
 typedef struct {
@@ -136,6 +141,10 @@ typedef struct {
     char *out;          /* results file (HDF5, format prefer.eval); "" = none */
     int frontier_points; /* points of the exact optimum's reward/KL curve written to out */
     int log;            /* bool: append the results to the policy's run log (its directory's run.h5) */
+    char *reward;       /* "true" | "lexicon" */
+    char *lexicon;      /* lexicon file or folder (reward = lexicon) */
+    char *tokenizer;    /* tokenizer directory (reward = lexicon) */
+    int eos;            /* end token of sampled responses; -1 = none */
 } EvalConfig;
 
 typedef struct {

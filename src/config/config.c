@@ -114,6 +114,8 @@ static const KeySpec KEYS[] = {
     K_INT("sample.eos", sample.eos, "0", "[-1, 16777215]", "token that ends a response, kept in it (-1 = none)"),
     K_INT64("sample.seed", sample.seed, "1", "[0, inf)", "seed: response k of prompt p draws from stream p * n + k (the same for every number of ranks and batch size)"),
     K_INT("sample.batch", sample.batch, "64", "[1, 65536]", "sequences per KV-cache step"),
+    K_STRING("sample.tokenizer", sample.tokenizer, "", 0, "tokenizer directory (GPT-2 BPE): print sample.print decoded prompt + response pairs on rank 0 (\"\" = print none)"),
+    K_INT("sample.print", sample.print, "3", "[0, 1000000]", "decoded samples printed when sample.tokenizer is set"),
 
     K_CHOICE("curriculum.select", curriculum.select, "none", "none|top|bottom|random|proportional", "PVar curriculum of preference training: which prompts each epoch trains on (none = all; top/bottom = highest/lowest PVar; random = the baseline; proportional = sampled with probability ~ PVar^(1/temperature))"),
     K_FLOAT("curriculum.frac", curriculum.frac, "0.1", "(0, 1]", "share of the prompts selected"),
@@ -166,6 +168,9 @@ static const KeySpec KEYS[] = {
 
     K_STRING("label.in", label.in, "demo-out/samples.h5", KF_NONEMPTY, "prefdata file with several responses per prompt to label (e.g. from `prefer sample`);\nunscored files of the synthetic task are scored with the true reward"),
     K_STRING("label.out", label.out, "demo-out/prefs.h5", KF_NONEMPTY, "the labelled preference file: label.in with Bradley-Terry pairs (synth.pairs, synth.label_temp,\nsynth.label_noise)"),
+    K_CHOICE("label.reward", label.reward, "score", "score|lexicon", "what the labels compare: score = /responses/score (or the synthetic task's true reward); lexicon = the\nsentiment score (AFINN, docs/sentiment.md) of each response decoded with label.tokenizer"),
+    K_STRING("label.lexicon", label.lexicon, "", 0, "label.reward = lexicon: labels.json of the npm package sentiment, or its languages/en folder (with negators.json)"),
+    K_STRING("label.tokenizer", label.tokenizer, "", 0, "label.reward = lexicon: tokenizer directory used to decode the responses"),
 
     K_STRING("eval.policy", eval.policy, "demo-out/dpo/latest.h5", KF_NONEMPTY, "checkpoint to evaluate"),
     K_STRING("eval.ref", eval.ref, "demo-out/sft/latest.h5", KF_NONEMPTY, "reference checkpoint (the KL and the win rate are against it)"),
@@ -178,6 +183,10 @@ static const KeySpec KEYS[] = {
     K_STRING("eval.out", eval.out, "", 0, "results file (HDF5, format prefer.eval: every number printed, the policy's config, the exact frontier); \"\" = none"),
     K_BOOL("eval.log", eval.log, "true", "append the results as a row of the \"eval\" table of the policy's run log (run.h5 in the checkpoint's directory), when there is one; run eval after that training has finished"),
     K_INT("eval.frontier_points", eval.frontier_points, "16", "[0, 1000]", "points of the exact optimum's reward/KL curve written to eval.out (synthetic task)"),
+    K_CHOICE("eval.reward", eval.reward, "true", "true|lexicon", "reward of the samples: true = the synthetic task's; lexicon = the sentiment score (AFINN) of each response\ndecoded with eval.tokenizer (docs/sentiment.md)"),
+    K_STRING("eval.lexicon", eval.lexicon, "", 0, "eval.reward = lexicon: labels.json of the npm package sentiment, or its languages/en folder"),
+    K_STRING("eval.tokenizer", eval.tokenizer, "", 0, "eval.reward = lexicon: tokenizer directory used to decode the responses"),
+    K_INT("eval.eos", eval.eos, "0", "[-1, 16777215]", "token that ends a sampled response (0 = the synthetic task's; 50256 = GPT-2's <|endoftext|>; -1 = none)"),
 
     K_STRING("pvar.data", pvar.data, "demo-out/prefs.h5", KF_NONEMPTY, "prefdata file (HDF5) whose prompts get a preference variance (PVar); prompts need >= 2 responses"),
     K_CHOICE("pvar.source", pvar.source, "scores", "model|scores", "what the PVar is computed from: model = implicit rewards log pi(y) - log pi_ref(y) of pvar.policy\nand pvar.ref, p_ij = sigma(beta (h_i - h_j)); scores = /responses/score, p_ij = sigma(scale (s_i - s_j))\n(unscored files of the synthetic task use the true reward)"),

@@ -1060,7 +1060,31 @@ static const char label_usage[] =
     "attributes, copied from its prompt file), and is scored with the true reward. Pairs as in\n"
     "`prefer synth`: synth.pairs (all | best_worst), Bradley-Terry labels with temperature\n"
     "synth.label_temp, flipped with probability synth.label_noise; existing pairs are replaced.\n"
-    "The draws depend on synth.seed and the file's tokens. Only rank 0 works.\n";
+    "The draws depend on synth.seed and the file's tokens. Only rank 0 works.\n"
+    "With label.reward = lexicon the scores are the AFINN sentiment of each response decoded\n"
+    "with label.tokenizer, lexicon label.lexicon (docs/sentiment.md); they replace any scores.\n";
+
+/* label.reward = lexicon: each response decoded with label.tokenizer and scored with the
+ * AFINN lexicon label.lexicon (lexicon.h); a malloc'd array of n_responses scores. */
+static double *lexicon_rewards(const LabelConfig *lc, const PrefData *d)
+{
+    if (!lc->lexicon[0] || !lc->tokenizer[0])
+        die_user("label: label.reward = lexicon needs label.lexicon (a file) and label.tokenizer (a directory)");
+    Lexicon *lx = lexicon_load_or_die(lc->lexicon);
+    Bpe *bpe = bpe_load_or_die(lc->tokenizer);
+    if (d->vocab_size > bpe_vocab_size(bpe))
+        die_user("label: %s has vocab_size %lld but the tokenizer %s has %d tokens", lc->in,
+                 (long long)d->vocab_size, lc->tokenizer, bpe_vocab_size(bpe));
+    double *rew = xmalloc((size_t)(d->n_responses > 0 ? d->n_responses : 1) * sizeof(double));
+    for (int64_t r = 0; r < d->n_responses; r++)
+        rew[r] = lexicon_score_ids(lx, bpe, d->response_tokens + d->response_offsets[r],
+                                   (size_t)(d->response_offsets[r + 1] - d->response_offsets[r]), bpe_eot(bpe));
+    say("label: lexicon %s (%zu words, %zu negators), responses decoded with %s\n", lc->lexicon,
+        lexicon_n_words(lx), lexicon_n_negators(lx), lc->tokenizer);
+    lexicon_free(lx);
+    bpe_free(bpe);
+    return rew;
+}
 
 int cmd_label(int argc, char **argv)
 {
@@ -1091,7 +1115,14 @@ int cmd_label(int argc, char **argv)
         die_user("label: %s", err);
     double *rew;
     const char *source;
-    if (!d.response_score) {
+    if (!strcmp(lc->reward, "lexicon")) {
+        rew = lexicon_rewards(lc, &d);
+        free(d.response_score);
+        d.response_score = xmalloc((size_t)(d.n_responses > 0 ? d.n_responses : 1) * sizeof(float));
+        for (int64_t r = 0; r < d.n_responses; r++)
+            d.response_score[r] = (float)rew[r];
+        source = "lexicon sentiment";
+    } else if (!d.response_score) {
         if (rc != 0)
             die_user("label: %s has no /responses/score and is not from the synthetic task (%s): "
                      "score its responses first",

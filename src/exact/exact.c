@@ -348,9 +348,10 @@ void exact_teacher_logp_all(const SynthTask *t, int64_t i, const EnumSpace *s, d
         enum_response(s, idx, y);
         double lp = 0.0;
         int prev = start;
-        for (int k = 0; k < s->len; k++) {
-            lp += y[k] < t->vocab ? synth_teacher_logprob(&t->teacher, prev, y[k]) : -INFINITY;
-            prev = y[k] < t->vocab ? y[k] : prev;
+        for (int k = 0; k < s->len && lp > -INFINITY; k++) {
+            /* a token outside the task's vocabulary (an all_tokens space): probability 0 */
+            lp = y[k] < t->vocab ? lp + synth_teacher_logprob(&t->teacher, prev, y[k]) : -INFINITY;
+            prev = y[k];
         }
         out[idx] = lp;
     }

@@ -384,10 +384,14 @@ static int parse_entry(const char *key, json_t *v, uint64_t data_len, StEntry *e
         return -1;
     }
     if (overflow || numel > UINT64_MAX / (uint64_t)e->esize || numel * (uint64_t)e->esize != e->end - e->begin) {
-        char s[160];
+        char s[160], need[32];
         shape_str(s, sizeof s, e->shape, e->ndim);
-        seterr(err, errlen, "tensor \"%s\": %s of %s needs %s bytes, data_offsets give %llu", key, s, e->dtype,
-               overflow ? "too many" : "a different number of", (unsigned long long)(e->end - e->begin));
+        if (overflow || numel > UINT64_MAX / (uint64_t)e->esize)
+            snprintf(need, sizeof need, "more than 2^64");
+        else
+            snprintf(need, sizeof need, "%llu", (unsigned long long)(numel * (uint64_t)e->esize));
+        seterr(err, errlen, "tensor \"%s\": shape %s of %s needs %s bytes, data_offsets give %llu", key, s,
+               e->dtype, need, (unsigned long long)(e->end - e->begin));
         return -1;
     }
     return 0;
@@ -429,8 +433,8 @@ static int check_tiling(StEntry *e, size_t n, uint64_t data_len, char *err, int 
 }
 
 /* Which model tensor an entry is: its index, -1 for an ignored buffer, -2 for the LM head;
- * -3 with err for anything else. */
-static int classify(const Gpt *m, const char *key, char *err, int errlen)
+ * -3 with err for anything else. names: the model tensors' HF names. */
+static int classify(const Gpt *m, char (*names)[64], const char *key, char *err, int errlen)
 {
     const char *s = key;
     if (!strncmp(s, "transformer.", 12))
@@ -439,12 +443,9 @@ static int classify(const Gpt *m, const char *key, char *err, int errlen)
         return -2;
     if (is_attn_buffer(s))
         return -1;
-    char nm[64];
-    for (int i = 0; i < m->n_tensors; i++) {
-        hf_name(&m->tensors[i], nm, sizeof nm);
-        if (!strcmp(s, nm))
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(s, names[i]))
             return i;
-    }
     seterr(err, errlen,
            "tensor \"%s\" is not part of a GPT-2 with n_layer %d (does config.json belong to this "
            "model.safetensors? prefer imports GPT2Model / GPT2LMHeadModel weights only)",
@@ -526,6 +527,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     int rc = -1;
     StEntry *e = NULL;
     int *where = NULL;
+    char(*names)[64] = NULL;
     if (!json_is_object(root)) {
         seterr(err, errlen, "header is not a JSON object");
         goto out;
@@ -551,11 +553,14 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
 
     /* Names -> model tensors, each exactly once. */
     where = xmalloc(sizeof(int) * (size_t)m->n_tensors);
-    for (int i = 0; i < m->n_tensors; i++)
+    names = xmalloc(sizeof *names * (size_t)m->n_tensors);
+    for (int i = 0; i < m->n_tensors; i++) {
         where[i] = -1;
+        hf_name(&m->tensors[i], names[i], sizeof names[i]);
+    }
     int lm_head = -1;
     for (size_t k = 0; k < ne; k++) {
-        e[k].model = classify(m, e[k].name, err, errlen);
+        e[k].model = classify(m, names, e[k].name, err, errlen);
         if (e[k].model == -3)
             goto out;
         if (e[k].model == -2)
@@ -573,9 +578,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     }
     for (int i = 0; i < m->n_tensors; i++)
         if (where[i] < 0) {
-            char nm[64];
-            hf_name(&m->tensors[i], nm, sizeof nm);
-            seterr(err, errlen, "tensor \"%s\" is missing (with or without the \"transformer.\" prefix)", nm);
+            seterr(err, errlen, "tensor \"%s\" is missing (with or without the \"transformer.\" prefix)", names[i]);
             goto out;
         }
 
@@ -606,6 +609,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     }
     rc = 0;
 out:
+    free(names);
     free(where);
     free(e);
     json_decref(root);

