@@ -24,11 +24,41 @@ are left out. Rows superseded by a resume are dropped: the last occurrence of ea
 
     analysis/report.py RUN.h5 [RUN.h5 ...] [--eval EVAL.h5 ...] -o DIR [--smooth N]
 
+Subcommands for the DID and iterative-alignment papers (docs/did.md, docs/iterate.md; each
+has --help):
+
+    analysis/report.py did DIR [DIR ...] -o OUT [--smooth N]
+        DIR: scripts/did-experiment.sh's output directory or its run directories
+        <chosen>-<rejected>-<n>/ (train.h5, dpo/run.h5, exact.h5). did-displacement.png:
+        logps/chosen (solid) and logps/rejected (dashed) of dpo/run.h5 vs step, a colour per
+        kind of DID data with its DID entropy (train.h5's did_entropy) in the legend, a panel
+        per data size; did-kl.png: KL(pi || pi*) (exact.h5's mean_kl_opt, else the mean of
+        /kl_opt) vs pairs per prompt, a line per kind, its did_kl_dpo_star (the DPO population
+        optimum's KL) dashed. Prints a Markdown table.
+    analysis/report.py iterate ITERATE.h5 [...] -o OUT [--window W] [--var-threshold V] [--collapse S]
+        iterate.png: entropy_est, step_l1, reward_mean vs round (legend: oracle, objective,
+        alpha, beta_tab, lambda); iterate-shares.png: class shares vs round, a panel per run.
+        Prints each run's verdict.
+    analysis/report.py phase DYN.h5 [...] --runs ITERATE.h5 [...] -o OUT [--color C] [--lambda L]
+        phase.png: analysis/phase.py's phase diagram of `prefer dynamics` files, with each
+        iterate run at (beta_tab * lambda, alpha) marked by its verdict (cyclic oracle on
+        cyclic panels, bt on transitive ones); phase-points.csv (phase.py --points format).
+        Prints "phase: RUN: ORACLE alpha A beta_tab*lambda X: VERDICT (...)" per run.
+
+    Verdict of an iterate run, from the class shares share/<c> of its rounds table (rows
+    pi_0 .. pi_R): over the last W rows (--window, default 5), the share variance is the mean
+    over classes of the population variance of the class share (the cycle strength of
+    `prefer dynamics`, on estimated shares). "oscillating" if it is above V (--var-threshold,
+    default 0.005); else "collapsed" if the largest share of the last row is above S
+    (--collapse, default 0.9); else "converged"; "undecided" with fewer than 2 rows. Shares
+    are sample estimates (sampling variance <= 0.25 / (prompts x K)): keep V well above that.
+
 Headless (matplotlib Agg). Needs Debian's python3-h5py, python3-numpy, python3-matplotlib.
 Exits 1, naming the file, for a missing file or one that is not a prefer run log.
 """
 import argparse
 import datetime
+import inspect
 import math
 import os
 import re
@@ -675,7 +705,465 @@ def summary_table(runs, k):
     return lines
 
 
+# ---------------------------------------------------------------- the DID and iterative-alignment papers
+# Subcommands (`report.py did|iterate|phase ...`); see the module docstring.
+
+SUBCOMMANDS = ("did", "iterate", "phase")
+
+
+def did_run_dirs(paths):
+    """DID run directories (scripts/did-experiment.sh: OUT/<chosen>-<rejected>-<n>/): a path that
+    holds train.h5 is one; otherwise every subdirectory of it that holds train.h5."""
+    out = []
+    for p in paths:
+        if not os.path.exists(p):
+            ph.fail(p, "no such directory")
+        if not os.path.isdir(p):
+            ph.fail(p, "not a directory: pass a DID run directory (with train.h5) or the experiment's output directory")
+        if os.path.isfile(os.path.join(p, "train.h5")):
+            out.append(p)
+            continue
+        subs = sorted(d for d in os.listdir(p) if os.path.isfile(os.path.join(p, d, "train.h5")))
+        if not subs:
+            ph.fail(p, "no DID run here: neither train.h5 nor */train.h5 (layout of scripts/did-experiment.sh)")
+        out += [os.path.join(p, d) for d in subs]
+    return out
+
+
+def did_pairs_per_prompt(d, f):
+    """Pairs per prompt of a DID data file: synth.did_pairs of its config, else the run
+    directory's -<n> suffix, else pairs / prompts."""
+    v = ph.config_get(f.attrs.get("config"), "synth.did_pairs")
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        pass
+    m = re.search(r"-(\d+)$", os.path.basename(os.path.normpath(d)))
+    if m:
+        return int(m.group(1))
+    if "pairs/chosen" in f and "prompts/offsets" in f and len(f["prompts/offsets"]) > 1:
+        return int(round(len(f["pairs/chosen"]) / (len(f["prompts/offsets"]) - 1)))
+    ph.fail(os.path.join(d, "train.h5"), "cannot tell the pairs per prompt (no synth.did_pairs in its config)")
+
+
+def load_did_run(d):
+    """One DID run directory: the data's DID attributes (train.h5), the DPO run log
+    (dpo/run.h5, or None) and KL(pi || pi*) of the trained policy (exact.h5, or None)."""
+    r = Run()
+    r.dir = d
+    tpath = os.path.join(d, "train.h5")
+    with ph.open_prefer(tpath, "prefer.prefdata") as f:
+        a = f.attrs
+        if "did_chosen_from" not in a or "did_rejected_from" not in a:
+            ph.fail(tpath, "no did_chosen_from / did_rejected_from attributes: not DID data "
+                           "(prefer synth with synth.rejected_from)")
+        r.chosen, r.rejected = ph.as_str(a["did_chosen_from"]), ph.as_str(a["did_rejected_from"])
+        r.mix = float(a.get("did_mix", float("nan")))
+        r.did_entropy = float(a.get("did_entropy", float("nan")))
+        r.kl_pred = float(a.get("did_kl_dpo_star", float("nan")))
+        r.pairs = did_pairs_per_prompt(d, f)
+    r.kind = (r.chosen, r.rejected, r.mix if r.rejected == "mix" else None)
+    r.kind_label = f"{r.chosen} / {r.rejected}" + (f" {r.mix:g}" if r.rejected == "mix" else "")
+    rpath = os.path.join(d, "dpo", "run.h5")
+    r.run = load_run(rpath) if os.path.exists(rpath) else None
+    if r.run is None:
+        print(f"report.py: {rpath}: no such file: left out of the displacement figure", file=sys.stderr)
+    r.kl_opt = None
+    epath = os.path.join(d, "exact.h5")
+    if os.path.exists(epath):
+        with ph.open_prefer(epath, "prefer.exact") as f:
+            v = float(f.attrs.get("mean_kl_opt", float("nan")))
+            if not np.isfinite(v) and "kl_opt" in f:
+                kl = np.asarray(f["kl_opt"][()], dtype=np.float64)
+                v = float(np.nanmean(kl)) if np.any(np.isfinite(kl)) else float("nan")
+            if not np.isfinite(v):
+                ph.fail(epath, "neither a finite mean_kl_opt attribute nor a /kl_opt dataset")
+            r.kl_opt = v
+    else:
+        print(f"report.py: {epath}: no such file: left out of the KL figure", file=sys.stderr)
+    return r
+
+
+def kind_colors(kinds):
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10"]
+    return {k: cmap(i % cmap.N) for i, k in enumerate(kinds)}
+
+
+def entropy_text(vals):
+    v = [x for x in vals if np.isfinite(x)]
+    if not v:
+        return "H(DID) ?"
+    lo, hi = min(v), max(v)
+    return f"H(DID) = {lo:.2f} nats" if hi - lo < 5e-3 else f"H(DID) = {lo:.2f}-{hi:.2f} nats"
+
+
+def fig_did_displacement(plt, runs, kinds, colors, n, out_dir, written):
+    """Chosen (solid) and rejected (dashed) log-likelihood vs step: a panel per data size, a
+    colour per kind of DID data, its DID entropy in the legend."""
+    have = [r for r in runs if r.run is not None and col(r.run, "logps/chosen") is not None]
+    if not have:
+        return None
+    sizes = sorted({r.pairs for r in have})
+    nc = min(3, len(sizes))
+    nr = math.ceil(len(sizes) / nc)
+    fig, axes = plt.subplots(nr, nc, figsize=(5.6 * nc, 4.2 * nr + 1.0), squeeze=False)
+    for j, size in enumerate(sizes):
+        ax = axes[j // nc][j % nc]
+        for r in have:
+            if r.pairs != size:
+                continue
+            c = colors[r.kind]
+            plot_smoothed(ax, r.run.x, r.run.steps["logps/chosen"], n, c, "-")
+            if col(r.run, "logps/rejected") is not None:
+                plot_smoothed(ax, r.run.x, r.run.steps["logps/rejected"], n, c, "--")
+        ax.set_title(f"{size} pairs per prompt", fontsize=10)
+        set_step_axis(ax)
+        ax.set_ylabel("log pi(y|x) of the batch's responses")
+        ax.grid(alpha=0.3)
+    for j in range(len(sizes), nr * nc):
+        axes[j // nc][j % nc].axis("off")
+    from matplotlib.lines import Line2D
+    handles, labels = [], []
+    for k in kinds:
+        rs = [r for r in have if r.kind == k]
+        if rs:
+            handles.append(Line2D([], [], color=colors[k], lw=2))
+            labels.append(f"{rs[0].kind_label}: {entropy_text([r.did_entropy for r in rs])}")
+    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
+    labels += ["chosen (solid)", "rejected (dashed)"]
+    fig.suptitle("DPO on DID data (kind = chosen / rejected from): log-likelihood of the chosen and rejected\n"
+                 "responses; both falling is likelihood displacement" + (f" ({n}-step moving average)" if n > 1 else ""),
+                 fontsize=10)
+    bottom = legend_below(fig, handles, labels, ncol=min(3, len(labels)))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return save(fig, out_dir, "did-displacement.png", written)
+
+
+def fig_did_kl(plt, runs, kinds, colors, out_dir, written):
+    """KL(pi || pi*) of the trained policy vs pairs per prompt, a line per kind; dashed: the
+    kind's predicted DPO population optimum KL(pi_dpo || pi*) (did_kl_dpo_star)."""
+    have = [r for r in runs if r.kl_opt is not None]
+    if not have:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+    handles, labels = [], []
+    from matplotlib.lines import Line2D
+    for k in kinds:
+        rs = sorted((r for r in have if r.kind == k), key=lambda r: r.pairs)
+        if not rs:
+            continue
+        c = colors[k]
+        h = ax.plot([r.pairs for r in rs], [r.kl_opt for r in rs], "o-", color=c, lw=1.6)[0]
+        handles.append(h)
+        labels.append(rs[0].kind_label)
+        pred = [r.kl_pred for r in rs if np.isfinite(r.kl_pred)]
+        if pred:
+            ax.axhline(max(float(np.mean(pred)), 0.0), color=c, ls="--", lw=1.2)
+    sizes = sorted({r.pairs for r in have})
+    if len(sizes) > 1 and sizes[0] > 0:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_yscale("symlog", linthresh=1e-2)
+    top = max([r.kl_opt for r in have] + [r.kl_pred for r in have if np.isfinite(r.kl_pred)] + [1e-2])
+    ax.set_ylim(0, top * 2)
+    ax.set_xlabel("data size: pairs per prompt")
+    ax.set_ylabel("KL(pi || pi*), nats (exact, mean over prompts)")
+    ax.set_title("Does DPO reach pi* as data grows?", fontsize=10)
+    ax.grid(alpha=0.3)
+    handles.append(Line2D([], [], color="k", ls="--"))
+    labels.append("dashed: KL(pi_dpo || pi*) of the population optimum (did_kl_dpo_star)")
+    bottom = legend_below(fig, handles, labels, ncol=2)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return save(fig, out_dir, "did-kl.png", written)
+
+
+def did_table(runs, n):
+    lines = ["| kind (chosen / rejected) | pairs/prompt | DID entropy | KL(pi_dpo‖pi*) predicted | KL(pi‖pi*) trained | "
+             "logps/chosen (first -> last) | logps/rejected (first -> last) |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        cells = []
+        for name in ("logps/chosen", "logps/rejected"):
+            cells.append(start_end(r.run, name, min(n, r.run.n), ".2f")[0] if r.run is not None and r.run.n else "-")
+        kl = fmt(r.kl_opt, ".4f") if r.kl_opt is not None else "-"
+        lines.append(f"| {r.kind_label} | {r.pairs} | {fmt(r.did_entropy, '.3f')} | {fmt(max(r.kl_pred, 0.0), '.4f')} | "
+                     f"{kl} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def main_did(argv):
+    ap = argparse.ArgumentParser(prog="report.py did", description=(
+        "The DID experiment (docs/did.md, scripts/did-experiment.sh): did-displacement.png (logps/chosen\n"
+        "and logps/rejected of dpo/run.h5 vs step, a colour per kind of DID data, its DID entropy from\n"
+        "train.h5 in the legend, a panel per data size) and did-kl.png (KL(pi || pi*) of exact.h5 vs pairs\n"
+        "per prompt, a line per kind, the kind's did_kl_dpo_star dashed); prints a Markdown table."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dirs", nargs="+", metavar="DIR",
+                    help="the experiment's output directory (OUT of did-experiment.sh) or run directories "
+                         "<chosen>-<rejected>-<n>/ holding train.h5, dpo/run.h5, exact.h5")
+    ap.add_argument("-o", "--out", required=True, metavar="DIR", help="directory for the PNGs")
+    ap.add_argument("--smooth", type=int, default=0, metavar="N", help="moving-average window in steps (default: "
+                    "about 1/20 of the longest run, 1..50; 1 = raw)")
+    args = ap.parse_args(argv)
+    if args.smooth < 0:
+        ap.error("--smooth must be >= 0")
+    runs = [load_did_run(d) for d in did_run_dirs(args.dirs)]
+    runs.sort(key=lambda r: (r.kind_label, r.pairs))
+    kinds = []
+    for r in runs:
+        if r.kind not in kinds:
+            kinds.append(r.kind)
+    longest = max([r.run.n for r in runs if r.run is not None] + [1])
+    n = args.smooth or int(min(50, max(1, round(longest / 20))))
+    make_out_dir(args.out)
+    plt = ph.use_agg()
+    colors = kind_colors(kinds)
+    written = []
+    fig_did_displacement(plt, runs, kinds, colors, n, args.out, written)
+    fig_did_kl(plt, runs, kinds, colors, args.out, written)
+    print("\n".join(did_table(runs, n)))
+    print(f"report.py did: wrote {', '.join(written) or 'no figure'} in {args.out} ({len(runs)} run(s), "
+          f"{len(kinds)} kind(s), smoothing {n})")
+
+
+# ---------------------------------------------------------------- iterative alignment
+
+def load_iterate(path):
+    """An iterate.h5 run log (prefer iterate): its rounds table, oracle, objective, knobs and
+    class shares [rows, classes]."""
+    r = Run()
+    r.path = path
+    with ph.open_prefer(path, "prefer.runlog") as f:
+        r.attrs = {k: f.attrs[k] for k in f.attrs}
+        r.t, _ = ph.read_table(f, "rounds")
+    if not r.t or "round" not in r.t:
+        ph.fail(path, "no `rounds` table with a `round` column: not a prefer iterate run log (iterate.out_dir/iterate.h5)")
+    r.oracle = ph.as_str(r.attrs.get("oracle"), "?")
+    r.objective = ph.as_str(r.attrs.get("objective"), "")
+    r.x = r.t["round"]
+    last = lambda c: float(r.t[c][-1]) if c in r.t and len(r.t[c]) else float("nan")  # noqa: E731
+    r.alpha, r.beta_tab, r.lam = last("alpha"), last("beta_tab"), last("lambda")
+    cls = sorted((int(k.split("/")[1]), k) for k in r.t if re.fullmatch(r"share/\d+", k))
+    r.classes = [c for c, _ in cls]
+    r.shares = np.stack([r.t[k] for _, k in cls], axis=1) if cls else np.zeros((len(r.x), 0))
+    r.label = (f"{r.oracle} {r.objective} ".replace("  ", " ") +
+               f"alpha={r.alpha:g} beta_tab={r.beta_tab:g} lambda={r.lam:g}")
+    return r
+
+
+def load_iterates(paths):
+    runs = [load_iterate(p) for p in paths]
+    for r, lab in zip(runs, ph.unique_labels([r.label for r in runs], [r.path for r in runs])):
+        r.label = lab
+    return runs
+
+
+def iterate_verdict(shares, window=5, var_threshold=5e-3, collapse=0.9):
+    """The outcome of an iterative run from its class shares [rows, classes], rows pi_0 .. pi_R.
+
+    Rows with a NaN share are skipped. The window is the last `window` rows (all rows when
+    there are fewer). The share variance is the mean over classes of the population variance
+    of the class's share over the window (the cycle strength of `prefer dynamics`, on
+    estimated shares). "oscillating" if that variance > var_threshold; else "collapsed" if
+    the largest class share of the last row > collapse; else "converged"; "undecided" with
+    fewer than 2 rows or no share columns. The shares are sample estimates: their variance
+    from sampling alone is at most 0.25 / (prompts x K) per class, so var_threshold must sit
+    well above that. A run still drifting towards a vertex inside the window also counts as
+    oscillating.
+
+    Returns (verdict, variance, max share)."""
+    S = np.asarray(shares, dtype=np.float64)
+    if S.ndim != 2 or S.shape[1] == 0:
+        return "undecided", float("nan"), float("nan")
+    S = S[np.all(np.isfinite(S), axis=1)]
+    if len(S) < 2:
+        return "undecided", float("nan"), float(np.max(S[-1])) if len(S) else float("nan")
+    w = S[-max(2, window):]
+    var = float(np.mean(np.var(w, axis=0)))
+    pmax = float(np.max(S[-1]))
+    if var > var_threshold:
+        return "oscillating", var, pmax
+    if pmax > collapse:
+        return "collapsed", var, pmax
+    return "converged", var, pmax
+
+
+def verdict_lines(runs, args):
+    lines = ["| run | oracle | alpha | beta_tab | lambda | beta_tab*lambda | rounds | entropy_est (last) | "
+             "share variance | max share | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        v, var, pmax = iterate_verdict(r.shares, args.window, args.var_threshold, args.collapse)
+        r.verdict, r.var, r.pmax = v, var, pmax
+        ent = r.t.get("entropy_est")
+        lines.append(f"| {r.path} | {r.oracle} | {r.alpha:g} | {r.beta_tab:g} | {r.lam:g} | {r.beta_tab * r.lam:g} | "
+                     f"{len(r.x)} | {fmt(ent[-1] if ent is not None and len(ent) else None)} | {fmt(var, '.3g')} | "
+                     f"{fmt(pmax, '.3f')} | {v} |")
+    return lines
+
+
+def add_verdict_args(ap):
+    ap.add_argument("--window", type=int, default=5, metavar="W", help="rounds judged: the last W rows (default 5)")
+    ap.add_argument("--var-threshold", type=float, default=5e-3, metavar="V",
+                    help="oscillating: mean class-share variance over the window above V (default 0.005)")
+    ap.add_argument("--collapse", type=float, default=0.9, metavar="S",
+                    help="collapsed: largest class share of the last round above S (default 0.9)")
+
+
+def check_verdict_args(ap, args):
+    if args.window < 2:
+        ap.error("--window must be >= 2")
+    if not (0 <= args.var_threshold) or not (0 < args.collapse <= 1):
+        ap.error("--var-threshold must be >= 0 and --collapse in (0, 1]")
+
+
+def fig_iterate(plt, runs, colors, out_dir, written):
+    """entropy_est, step_l1 (and reward_mean) vs round, a line per run."""
+    metrics = [("entropy_est", "policy entropy (estimate, nats)"), ("step_l1", "step ||shares_t - shares_{t-1}||_1"),
+               ("reward_mean", "mean true reward (estimate)")]
+    metrics = [m for m in metrics if any(m[0] in r.t and np.any(np.isfinite(r.t[m[0]])) for r in runs)]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 4.4), squeeze=False)
+    handles, labels = [], []
+    for ax, (name, title) in zip(axes[0], metrics):
+        for r in runs:
+            y = r.t.get(name)
+            if y is None or not np.any(np.isfinite(y)):
+                continue
+            h = ax.plot(r.x, y, "o-", ms=3, lw=1.5, color=colors[id(r)])[0]
+            if r.label not in labels:
+                handles.append(h)
+                labels.append(r.label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("round t (policy pi_t)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.suptitle("Iterative alignment: per-round statistics of pi_t (prefer iterate, table rounds)", fontsize=10)
+    bottom = legend_below(fig, handles, labels, ncol=min(2, len(labels)))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return save(fig, out_dir, "iterate.png", written)
+
+
+def fig_iterate_shares(plt, runs, out_dir, written):
+    """Class shares vs round, a panel per run, the verdict in the title."""
+    have = [r for r in runs if r.shares.shape[1]]
+    if not have:
+        return None
+    nc = min(3, len(have))
+    nr = math.ceil(len(have) / nc)
+    fig, axes = plt.subplots(nr, nc, figsize=(5.0 * nc, 3.6 * nr + 0.4), squeeze=False)
+    for j, r in enumerate(have):
+        ax = axes[j // nc][j % nc]
+        for i, c in enumerate(r.classes):
+            ax.plot(r.x, r.shares[:, i], "o-", ms=3, lw=1.4, label=f"class {c}")
+        ax.set_ylim(-0.02, 1.02)
+        if len(r.x) == 1:
+            ax.set_xlim(r.x[0] - 1, r.x[0] + 1)
+        ax.set_title(f"{r.label}\n{getattr(r, 'verdict', '')}", fontsize=8)
+        ax.set_xlabel("round t")
+        ax.set_ylabel("class share of pi_t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right", ncol=2 if len(r.classes) > 4 else 1)
+    for j in range(len(have), nr * nc):
+        axes[j // nc][j % nc].axis("off")
+    fig.tight_layout()
+    return save(fig, out_dir, "iterate-shares.png", written)
+
+
+def main_iterate(argv):
+    ap = argparse.ArgumentParser(prog="report.py iterate", description=(
+        "Iterative-alignment runs (docs/iterate.md): iterate.png (entropy_est, step_l1 and reward_mean vs\n"
+        "round, a line per run labelled by oracle, objective, alpha, beta_tab, lambda) and iterate-shares.png\n"
+        "(class shares vs round, a panel per run); prints each run's verdict (see `report.py phase --help`)."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", metavar="ITERATE.h5", help="prefer iterate run logs (iterate.out_dir/iterate.h5)")
+    ap.add_argument("-o", "--out", required=True, metavar="DIR", help="directory for the PNGs")
+    add_verdict_args(ap)
+    args = ap.parse_args(argv)
+    check_verdict_args(ap, args)
+    runs = load_iterates(args.runs)
+    make_out_dir(args.out)
+    plt = ph.use_agg()
+    written = []
+    lines = verdict_lines(runs, args)
+    fig_iterate(plt, runs, run_colors(runs), args.out, written)
+    fig_iterate_shares(plt, runs, args.out, written)
+    print("\n".join(lines))
+    print(f"report.py iterate: wrote {', '.join(written) or 'no figure'} in {args.out} ({len(runs)} run(s))")
+
+
+def main_phase(argv):
+    ap = argparse.ArgumentParser(prog="report.py phase", description=(
+        "The phase diagram of iterative alignment (docs/dynamics.md) from prefer dynamics results files,\n"
+        "drawn by analysis/phase.py's plot_phase(), with transformer runs (prefer iterate) overlaid: each\n"
+        "run at (beta_tab * lambda, alpha), its marker its verdict, on the panels of its oracle's family\n"
+        "(cyclic -> cyclic, bt -> transitive). Writes phase.png and phase-points.csv (phase.py --points\n"
+        "format) and prints one line per run.\n\n"
+        "Verdict of a run, from its class shares share/<c> of the rounds table:\n" +
+        "\n".join("  " + s for s in inspect.cleandoc(iterate_verdict.__doc__).split("\n\n")[1].splitlines())),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dyn", nargs="+", metavar="DYN.h5", help="prefer dynamics results files (dynamics.out)")
+    ap.add_argument("--runs", nargs="+", action="extend", default=[], metavar="ITERATE.h5",
+                    help="prefer iterate run logs to overlay")
+    ap.add_argument("-o", "--out", required=True, metavar="DIR", help="directory for phase.png")
+    ap.add_argument("--color", choices=("cycle", "entropy"), default="cycle", help="colour of the grid points")
+    ap.add_argument("--lambda", dest="lam", type=float, default=None, help="only grid points with this lambda")
+    add_verdict_args(ap)
+    args = ap.parse_args(argv)
+    check_verdict_args(ap, args)
+    import phase
+    data = [phase.read_dynamics(p) for p in args.dyn]
+    if args.lam is not None:
+        for d in data:
+            sel = np.isclose(d["lambda"], args.lam)
+            if not np.any(sel):
+                ph.fail(d["path"], f"no grid point with lambda = {args.lam:g}")
+            for k in ("alpha", "beta", "lambda", "bl", "outcome", "cycle_strength", "entropy", "regime"):
+                d[k] = d[k][sel]
+    runs = load_iterates(args.runs)
+    verdict_lines(runs, args)
+    family = {"cyclic": "cyclic", "bt": "transitive"}
+    points = [dict(alpha=r.alpha, bl=r.beta_tab * r.lam, label=os.path.basename(os.path.dirname(os.path.abspath(r.path))),
+                   outcome=r.verdict, family=family.get(r.oracle)) for r in runs]
+    make_out_dir(args.out)
+    plt = ph.use_agg()
+    fig, axes = plt.subplots(1, len(data), figsize=(6.6 * len(data), 6.4), squeeze=False)
+    for ax, d in zip(axes[0], data):
+        phase.plot_phase(ax, d, args.color, points or None, fig)
+        # plot_phase ends the axis at the grid: widen it to show runs beyond the grid
+        far = [p["bl"] for p in points if (not p["family"] or p["family"] == d["family"]) and np.isfinite(p["bl"])]
+        if far and max(far) * 1.08 > ax.get_xlim()[1]:
+            ax.set_xlim(0, max(far) * 1.08)
+    fig.tight_layout()
+    written = []
+    save(fig, args.out, "phase.png", written)
+    if points:
+        with open(os.path.join(args.out, "phase-points.csv"), "w") as fh:
+            fh.write("alpha,beta_lambda,label,outcome,family\n")
+            for p in points:
+                fh.write(f"{p['alpha']:g},{p['bl']:g},{p['label'].replace(',', ' ')},{p['outcome']},{p['family'] or ''}\n")
+        written.append("phase-points.csv")
+    for r in runs:
+        print(f"phase: {r.path}: {r.oracle} alpha {r.alpha:g} beta_tab*lambda {r.beta_tab * r.lam:g}: {r.verdict} "
+              f"(share variance {fmt(r.var, '.3g')} over the last {min(args.window, len(r.x))} rounds, "
+              f"max share {fmt(r.pmax, '.3f')})")
+    print(f"report.py phase: wrote {', '.join(written)} in {args.out} ({len(data)} panel(s), {len(runs)} run(s))")
+
+
+def make_out_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"report.py: {path}: cannot create the output directory: {e.strerror}")
+
+
 def main():
+    sub = sys.argv[1] if len(sys.argv) > 1 else ""
+    if sub in SUBCOMMANDS and not os.path.isfile(sub):
+        {"did": main_did, "iterate": main_iterate, "phase": main_phase}[sub](sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", metavar="RUN.h5", help="run logs (train.out_dir/run.h5)")
     ap.add_argument("--eval", nargs="+", action="extend", default=[], metavar="EVAL.h5",

@@ -9,13 +9,14 @@
 # entropy first -> last, and a verdict (oscillating if cycle > 0.005, collapsed if the largest
 # share > 0.9 and the entropy fell below 0.1 nats, else converged).
 #   scripts/iterate-phase.sh
-#   POINTS="cyclic 0 0.1 1;bt 1 0.5 1" ROUNDS=10 OUT=iter-out scripts/iterate-phase.sh
+#   POINTS="cyclic 0 0.1 1;bt 1 0.5 1" ROUNDS=10 STEPS=500 OUT=iter-out scripts/iterate-phase.sh
 set -eu
 P="${BIN:-bin}/prefer"
 CFG="${CFG:-configs/experiments/iterate/tabular.cfg}"
 OUT="${OUT:-iter-out}"
 ROUNDS="${ROUNDS:-12}"
 W="${W:-6}"
+STEPS="${STEPS:-150}"   # training steps per round: more bring each round closer to its IPO optimum
 POINTS="${POINTS:-cyclic 0 1 1;cyclic 0 0.1 1;cyclic 0.5 0.5 1;cyclic 0.5 0.25 1;bt 0 0.5 1;bt 1 0.5 1}"
 if [ ! -f "$OUT/sft/latest.h5" ]; then
     "$P" synth "$CFG" --set synth.sft_out="$OUT/sft.h5" --set synth.out="$OUT/prompts-all.h5" \
@@ -28,7 +29,7 @@ echo "$POINTS" | tr ';' '\n' | while read -r oracle alpha tau lambda; do
     d="$OUT/$oracle-a$alpha-t$tau-l$lambda"
     "$P" iterate "$CFG" --set model.init_from="$OUT/sft/latest.h5" --set iterate.data="$OUT/prompts.h5" \
         --set train.objective=ipo --set loss.beta="$tau" --set iterate.alpha="$alpha" --set iterate.lambda="$lambda" \
-        --set iterate.oracle="$oracle" --set iterate.rounds="$ROUNDS" --set iterate.out_dir="$d" >"$d.log" 2>&1 \
+        --set iterate.oracle="$oracle" --set iterate.rounds="$ROUNDS" --set iterate.steps="$STEPS" --set iterate.out_dir="$d" >"$d.log" 2>&1 \
         || { echo "iterate failed for $d: see $d.log" >&2; exit 1; }
 done
 /usr/bin/python3 - "$OUT" "$W" "$POINTS" <<'PY'

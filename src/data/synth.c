@@ -19,6 +19,8 @@
  */
 #include "prefer/synth.h"
 #include "prefer/did.h"
+#include "prefer/bpe.h"
+#include "prefer/lexicon.h"
 #include "prefer/cli.h"
 #include "prefer/h5util.h"
 #include "prefer/util.h"

@@ -12,13 +12,17 @@
  *   pref_acc    share of held-out pairs whose implicit reward margin
  *               (log pi/ref of chosen minus of rejected) is positive
  * and, on the synthetic task, the exact optimum's reward at the policy's KL (synth.h).
+ * With eval.reward = lexicon the reward is instead the AFINN sentiment score of each sample
+ * decoded with eval.tokenizer (lexicon.h, docs/sentiment.md); no exact optimum then.
  * Prompts are split across ranks; the numbers do not depend on the number of ranks (up to
  * the order of floating-point sums). */
+#include "prefer/bpe.h"
 #include "prefer/ckpt.h"
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/gpt.h"
 #include "prefer/h5util.h"
+#include "prefer/lexicon.h"
 #include "prefer/prefdata.h"
 #include "prefer/reflogp.h"
 #include "prefer/runlog.h"
@@ -161,7 +165,8 @@ static void usage(void)
            "(full-vocabulary per-token KLs summed along the policy's samples), the policy's win\n"
            "rate over the reference under the true reward, the preference accuracy of the\n"
            "policy's implicit reward on the held-out pairs, and the exact optimum's reward at\n"
-           "the policy's KL. Last line:\n"
+           "the policy's KL. With eval.reward = lexicon the reward is the AFINN sentiment of\n"
+           "the samples decoded with eval.tokenizer (docs/sentiment.md). Last line:\n"
            "  eval: reward=R reward_ref=R0 kl=K win_rate=W pref_acc=A\n");
 }
 
@@ -191,6 +196,18 @@ int cmd_eval(int argc, char **argv)
     have_task = have_task == 0;
     if (have_task && synth_check_prompts(&task, &data, err, sizeof err) != 0)
         die_user("%s", err);
+    /* eval.reward = lexicon: the sentiment of the decoded samples replaces the true reward */
+    Lexicon *lx = NULL;
+    Bpe *bpe = NULL;
+    if (!strcmp(ec->reward, "lexicon")) {
+        if (!ec->lexicon[0] || !ec->tokenizer[0])
+            die_user("eval: eval.reward = lexicon needs eval.lexicon (a file) and eval.tokenizer (a directory)");
+        lx = lexicon_load_or_die(ec->lexicon);
+        bpe = bpe_load_or_die(ec->tokenizer);
+        if (have_task)
+            synth_task_free(&task);
+        have_task = 0;
+    }
 
     int longest = 1;
     for (int64_t p = 0; p < data.n_prompts; p++) {
@@ -214,7 +231,7 @@ int cmd_eval(int argc, char **argv)
     /* this rank's prompts */
     int64_t P = data.n_prompts, p0 = P * rank / world, p1 = P * (rank + 1) / world;
     int K = ec->n_samples;
-    SampleParams sp = {.temperature = ec->temperature, .top_k = 0, .top_p = 1.0, .max_len = ec->max_len, .eos = 0,
+    SampleParams sp = {.temperature = ec->temperature, .top_k = 0, .top_p = 1.0, .max_len = ec->max_len, .eos = ec->eos,
                        .seed = (uint64_t)ec->seed};
     SampleOut so_pol, so_ref;
     memset(&so_pol, 0, sizeof so_pol);
@@ -237,6 +254,9 @@ int cmd_eval(int argc, char **argv)
                 if (have_task) {
                     rp = synth_reward(&task, p, so_pol.tokens + i * so_pol.stride, so_pol.len[i]);
                     rr = synth_reward(&task, p, so_ref.tokens + i * so_ref.stride, so_ref.len[i]);
+                } else if (lx) {
+                    rp = lexicon_score_ids(lx, bpe, so_pol.tokens + i * so_pol.stride, (size_t)so_pol.len[i], bpe_eot(bpe));
+                    rr = lexicon_score_ids(lx, bpe, so_ref.tokens + i * so_ref.stride, (size_t)so_ref.len[i], bpe_eot(bpe));
                 }
                 mp += rp / K;
                 mr += rr / K;
@@ -289,6 +309,9 @@ int cmd_eval(int argc, char **argv)
         synth_frontier(&task, NULL, P, 0, &teacher, NULL);
         say("eval: exact optimum at the policy's KL %.4f: reward %.4f (beta %.4g%s); teacher's reward %.4f\n", kl, opt,
             beta, frc == 1 ? ", KL beyond the reachable maximum" : "", teacher);
+    } else if (lx) {
+        say("eval: lexicon reward (%s)   policy %.4f +- %.4f   reference %.4f +- %.4f   (difference %.2f standard errors)\n",
+            ec->lexicon, reward, se, reward_ref, se_ref, (reward - reward_ref) / sqrt(se * se + se_ref * se_ref + 1e-300));
     } else {
         say("eval: %s is not a file of the synthetic task: no true reward (%s)\n", ec->data, err);
     }
@@ -329,6 +352,8 @@ int cmd_eval(int argc, char **argv)
     sample_out_free(&so_ref);
     if (have_task)
         synth_task_free(&task);
+    lexicon_free(lx);
+    bpe_free(bpe);
     gpt_free(&pol);
     gpt_free(&ref);
     prefdata_free(&data);

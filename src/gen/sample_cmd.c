@@ -7,13 +7,17 @@
  * for any number of ranks and any sample.batch. When sample.data carries the synthetic task
  * (synth.h) and its prompts are the task's, the responses are scored with the true reward
  * and the task attributes are copied, so `prefer label` and `prefer eval` recognise the file.
+ * With sample.tokenizer set, rank 0 prints the first sample.print prompt + response pairs
+ * decoded (newlines shown as \n).
  * Does not: label pairs (`prefer label`) or evaluate (`prefer eval`).
  */
 #define _GNU_SOURCE
+#include "prefer/bpe.h"
 #include "prefer/ckpt.h"
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/h5util.h"
+#include "prefer/lexicon.h"
 #include "prefer/prefdata.h"
 #include "prefer/runtime.h"
 #include "prefer/sample.h"
@@ -41,7 +45,8 @@ static void sample_usage(void)
            "(at most context + 1 - prompt length). Response k of prompt p draws from RNG stream\n"
            "p * sample.n + k of sample.seed, so the output is the same for any number of ranks\n"
            "and any sample.batch. If sample.data is a file of the synthetic task, the responses\n"
-           "are scored with its true reward.\n"
+           "are scored with its true reward. With sample.tokenizer = DIR, the first sample.print\n"
+           "prompt ||| response pairs are printed decoded (newlines as \\n).\n"
            "Run with mpirun -np P, srun, or alone. Keys: `prefer config --reference`.\n");
 }
 
@@ -114,6 +119,48 @@ static void write_samples(const SampleConfig *sc, PrefData *o, const char *confi
             o->n_responses ? s / (double)o->n_responses : 0.0, (long long)o->n_responses);
     }
     synth_task_free(&t);
+}
+
+/* fputs text with newlines, tabs and backslashes escaped, so a sample stays on one line */
+static void put_escaped(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '\n')
+            fputs("\\n", stdout);
+        else if (t[i] == '\t')
+            fputs("\\t", stdout);
+        else if (t[i] == '\\')
+            fputs("\\\\", stdout);
+        else
+            putchar(t[i]);
+    }
+}
+
+/* Rank 0: the first sc->print responses of o, decoded with sc->tokenizer. */
+static void print_decoded(const SampleConfig *sc, const PrefData *o)
+{
+    Bpe *bpe = bpe_load_or_die(sc->tokenizer);
+    if (o->vocab_size > bpe_vocab_size(bpe))
+        die_user("sample: the checkpoint has %lld tokens but the tokenizer %s has %d", (long long)o->vocab_size,
+                 sc->tokenizer, bpe_vocab_size(bpe));
+    int64_t n = o->n_responses < sc->print ? o->n_responses : sc->print;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t p = o->response_prompt[i];
+        size_t lp, lr;
+        char *pt = lexicon_decode(bpe, o->prompt_tokens + o->prompt_offsets[p],
+                                  (size_t)(o->prompt_offsets[p + 1] - o->prompt_offsets[p]), -1, &lp);
+        char *rt = lexicon_decode(bpe, o->response_tokens + o->response_offsets[i],
+                                  (size_t)(o->response_offsets[i + 1] - o->response_offsets[i]), bpe_eot(bpe), &lr);
+        printf("sample: [prompt %lld, response %lld] ", (long long)p, (long long)(i % sc->n));
+        put_escaped(pt, lp);
+        fputs(" ||| ", stdout);
+        put_escaped(rt, lr);
+        putchar('\n');
+        free(pt);
+        free(rt);
+    }
+    fflush(stdout);
+    bpe_free(bpe);
 }
 
 int cmd_sample(int argc, char **argv)
@@ -209,6 +256,8 @@ int cmd_sample(int argc, char **argv)
         char *text = config_to_text(&cfg);
         write_samples(sc, &o, text);
         free(text);
+        if (sc->tokenizer[0] && sc->print > 0)
+            print_decoded(sc, &o);
         say("sample: wrote %s: %lld prompts x %d responses, %zu tokens (mean length %.2f, %.1f%% ended by "
             "eos) in %.1f s, %.0f tok/s\n",
             sc->out, (long long)P, sc->n, n_tok, o.n_responses ? (double)n_tok / (double)o.n_responses : 0.0,
