@@ -210,6 +210,7 @@ typedef struct {
     double cyclic_a;    /* advantage a of the cyclic oracle */
     int classes;        /* response classes of the cyclic oracle: first response token mod classes */
     int64_t seed;
+    int64_t exact_max;  /* exact per-round statistics when the task has at most this many responses (0 = never) */
 } IterateConfig;
 
 typedef struct {

@@ -139,6 +139,7 @@ static const KeySpec KEYS[] = {
     K_FLOAT("iterate.cyclic_a", iterate.cyclic_a, "0.5", "[0, 0.5]", "advantage a of the cyclic oracle"),
     K_INT("iterate.classes", iterate.classes, "3", "[3, 64]", "response classes of the cyclic oracle"),
     K_INT64("iterate.seed", iterate.seed, "1", "[0, inf)", "seed of the sampler's mixture coins, the samples and the cyclic oracle's labels"),
+    K_INT64("iterate.exact_max", iterate.exact_max, "4096", "[0, 1e7]", "on an enumerable synthetic task with at most this many responses per prompt, also record each policy's\nexact entropy, step ||pi_t - pi_{t-1}||_1 and class shares over every response (0 = never)"),
 
     K_INT("runtime.threads", runtime.threads, "0", "[0, 1024]", "threads per rank for BLAS and OpenMP (0 = auto)"),
 

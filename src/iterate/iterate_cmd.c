@@ -14,7 +14,9 @@
  *      the mixture's normaliser cancels within a pair);
  *   4. record pi_t's statistics, estimated from its K samples per prompt: class shares, mean true
  *      reward, entropy -E log pi_t(y) (its own log-probs of its samples), and the step
- *      ||shares_t - shares_{t-1}||_1; then pi_{t+1} = round_t/policy.h5.
+ *      ||shares_t - shares_{t-1}||_1; on an enumerable task (at most iterate.exact_max responses
+ *      per prompt) also exactly, over every response (exact.h): entropy, ||pi_t - pi_{t-1}||_1
+ *      and class shares, means over the prompts; then pi_{t+1} = round_t/policy.h5.
  * After the last round pi_R is sampled once more for its row. Rows go to the "rounds" table of
  * iterate.out_dir/iterate.h5 (a prefer run log).
  *
@@ -29,6 +31,7 @@
 #include "prefer/cli.h"
 #include "prefer/dist.h"
 #include "prefer/dynamics.h"
+#include "prefer/exact.h"
 #include "prefer/prefdata.h"
 #include "prefer/reflogp.h"
 #include "prefer/rng.h"
@@ -264,8 +267,89 @@ static void policy_stats(const char *ckpt, const char *samples, int n_classes, P
     prefdata_free(&d);
 }
 
+/* Exact statistics of a policy on an enumerable task (rank 0): its distribution over every
+ * response of every prompt of the data, normalised over the space (exact.h). */
+typedef struct {
+    int on;
+    SynthTask task;
+    EnumSpace space;
+    PrefData d;     /* the prompts */
+    double *lp;     /* [n_prompts * space.n] this policy's log-probs */
+    double *prev;   /* the previous policy's */
+    int have_prev;
+    double entropy, step, mass, share[ITER_MAX_CLASSES];
+} ExactStats;
+
+static void exact_stats_init(ExactStats *x, const IterateConfig *ic)
+{
+    memset(x, 0, sizeof *x);
+    if (ic->exact_max <= 0 || dist_rank() != 0)
+        return;
+    char err[1024];
+    if (synth_task_from_file(ic->data, &x->task, err, sizeof err) != 0)
+        return;
+    double n = pow((double)(x->task.vocab - 1), (double)(x->task.response_len - 1));
+    if (x->task.response_len < 2 || n > (double)ic->exact_max) {
+        synth_task_free(&x->task);
+        return;
+    }
+    enum_space_init(&x->space, &x->task, ic->exact_max);
+    prefdata_read(ic->data, 0, &x->d);
+    size_t m = (size_t)x->d.n_prompts * (size_t)x->space.n;
+    x->lp = xmalloc(sizeof(double) * (m ? m : 1));
+    x->prev = xmalloc(sizeof(double) * (m ? m : 1));
+    x->on = 1;
+    say("iterate: the task is enumerable (%lld responses per prompt): exact entropy, step and class shares too\n",
+        (long long)x->space.n);
+}
+
+static void exact_stats_free(ExactStats *x)
+{
+    if (!x->on)
+        return;
+    synth_task_free(&x->task);
+    prefdata_free(&x->d);
+    free(x->lp);
+    free(x->prev);
+}
+
+static void exact_stats(ExactStats *x, const char *ckpt, int n_classes)
+{
+    if (!x->on)
+        return;
+    int nt = enum_tokens(&x->space), P = (int)(x->d.prompt_offsets[1] - x->d.prompt_offsets[0]);
+    Gpt m;
+    ckpt_load_model(ckpt, 1, P + nt, &m);
+    double *t = x->prev;
+    x->prev = x->lp;
+    x->lp = t;
+    int64_t N = x->space.n, NP = x->d.n_prompts;
+    int32_t *y = xmalloc(sizeof(int32_t) * (size_t)nt);
+    x->entropy = x->step = x->mass = 0;
+    memset(x->share, 0, sizeof x->share);
+    for (int64_t p = 0; p < NP; p++) {
+        int64_t o = x->d.prompt_offsets[p];
+        int pl = (int)(x->d.prompt_offsets[p + 1] - o);
+        double *lp = x->lp + p * N;
+        exact_logp_all(&m, x->d.prompt_tokens + o, pl, &x->space, lp);
+        x->mass += exp(exact_normalize(lp, N)) / (double)NP;
+        x->entropy += exact_entropy(lp, N) / (double)NP;
+        if (x->have_prev)
+            x->step += exact_l1(lp, x->prev + p * N, N) / (double)NP;
+        for (int64_t i = 0; i < N; i++) {
+            enum_response(&x->space, i, y);
+            x->share[y[0] % n_classes] += exp(lp[i]) / (double)NP;
+        }
+    }
+    if (!x->have_prev)
+        x->step = NAN;
+    x->have_prev = 1;
+    free(y);
+    gpt_free(&m);
+}
+
 static void log_round(RunLog *rl, int64_t round, const IterateConfig *ic, double beta_tab, double contraction,
-                      const PolicyStats *ps, const PolicyStats *prev, double seconds)
+                      const PolicyStats *ps, const PolicyStats *prev, const ExactStats *x)
 {
     int n = ic->classes;
     double step = NAN;
@@ -279,11 +363,18 @@ static void log_round(RunLog *rl, int64_t round, const IterateConfig *ic, double
     for (int c = 0; c < n && c < 8; c++)
         say(" %.3f", ps->share[c]);
     say("  step %.4f\n", step);
+    if (x->on) {
+        say("iterate: pi_%lld exact: entropy %.4f nats  step %.4f  mass %.4f  class shares", (long long)round,
+            x->entropy, x->step, x->mass);
+        for (int c = 0; c < n && c < 8; c++)
+            say(" %.3f", x->share[c]);
+        say("\n");
+    }
     if (!rl || runlog_rows(rl, "rounds") > round)
         return; /* rank != 0, or logged before a preemption */
-    const char *names[8 + ITER_MAX_CLASSES];
-    double v[8 + ITER_MAX_CLASSES];
-    char cname[ITER_MAX_CLASSES][24];
+    const char *names[12 + 2 * ITER_MAX_CLASSES];
+    double v[12 + 2 * ITER_MAX_CLASSES];
+    char cname[ITER_MAX_CLASSES][24], xname[ITER_MAX_CLASSES][24];
     int k = 0;
     names[k] = "round", v[k++] = (double)round;
     names[k] = "alpha", v[k++] = ic->alpha;
@@ -297,7 +388,15 @@ static void log_round(RunLog *rl, int64_t round, const IterateConfig *ic, double
         snprintf(cname[c], sizeof cname[c], "share/%d", c);
         names[k] = cname[c], v[k++] = ps->share[c];
     }
-    (void)seconds;
+    if (x->on) {
+        names[k] = "entropy_exact", v[k++] = x->entropy;
+        names[k] = "step_l1_exact", v[k++] = x->step;
+        names[k] = "mass_exact", v[k++] = x->mass;
+        for (int c = 0; c < n; c++) {
+            snprintf(xname[c], sizeof xname[c], "share_exact/%d", c);
+            names[k] = xname[c], v[k++] = x->share[c];
+        }
+    }
     runlog_row(rl, "rounds", k, names, v);
     runlog_flush(rl);
 }
@@ -347,6 +446,8 @@ int cmd_iterate(int argc, char **argv)
         say("iterate: contraction constant alpha + (beta_tab lambda / 2) ||P - 11^T/2|| = %.4f (%s 1)\n", contraction,
             contraction < 1 ? "<" : ">=");
     int rc = 0;
+    ExactStats xs;
+    exact_stats_init(&xs, ic);
     PolicyStats prev, cur;
     int have_prev = 0;
     char *pol = xstrdup(init);
@@ -362,7 +463,8 @@ int cmd_iterate(int argc, char **argv)
         rc = run_sample(&a, pol, ic->data, s_pi, ic->k, seed);
         if (rc == 0) {
             policy_stats(pol, s_pi, n, &cur);
-            log_round(rl, t, ic, beta_tab, contraction, &cur, have_prev ? &prev : NULL, now_s() - t0);
+            exact_stats(&xs, pol, n);
+            log_round(rl, t, ic, beta_tab, contraction, &cur, have_prev ? &prev : NULL, &xs);
             prev = cur;
             have_prev = 1;
         }
@@ -432,6 +534,7 @@ int cmd_iterate(int argc, char **argv)
     if (rc == 0)
         say("iterate: done; final policy %s, run log %s/iterate.h5\n", pol, ic->out_dir);
     runlog_close(rl);
+    exact_stats_free(&xs);
     free(pol);
     free(P);
     config_free(&cfg);
