@@ -33,6 +33,11 @@ int cli_has_flag(const CliArgs *a, const char *flag);
 /* Load the config (pos[0] if present, else defaults) with the --set overrides. A second
  * positional argument is a usage error ("CMD takes one CONFIG"). */
 void cli_load_config(const CliArgs *a, PreferConfig *cfg);
+/* The common start of a command taking [CONFIG] [--set ...]: parse argv, and on --help call
+ * usage() on rank 0 and return 1 (the command returns 0); else check the flags against
+ * allowed (NULL-terminated, or NULL for none), load the config into *cfg and return 0. */
+int cli_start(int argc, char **argv, const char *cmd, void (*usage)(void), const char *const *allowed, CliArgs *a,
+              PreferConfig *cfg);
 /* Print the effective config from rank 0, framed. */
 void cli_print_config(const PreferConfig *cfg);
 

@@ -59,6 +59,10 @@ void util_mkdir_p(const char *dir);
 /* mkdir -p of the directory part of a file path (nothing for a bare file name). */
 void util_mkdir_parent(const char *path);
 
+/* Format a message into err (size errlen; nothing when err is NULL or errlen <= 0) and return
+ * -1: the error path of the functions that report instead of dying. */
+int util_seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
+
 /* Copy the file src to dst; atomic = 1 writes dst.tmp, fsyncs and renames it (a reader sees
  * the old dst or the whole new one). Dies (die_user) naming the file on any error. */
 void util_copy_file(const char *src, const char *dst, int atomic);

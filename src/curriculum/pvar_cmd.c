@@ -396,15 +396,9 @@ static void model_logps(const PvarConfig *pc, const PrefData *d, const char *pat
 int cmd_pvar(int argc, char **argv)
 {
     CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        if (util_rank() == 0)
-            usage();
-        return 0;
-    }
-    cli_check_flags(&a, "pvar", NULL);
     PreferConfig cfg;
-    cli_load_config(&a, &cfg);
+    if (cli_start(argc, argv, "pvar", usage, NULL, &a, &cfg))
+        return 0;
     const PvarConfig *pc = &cfg.pvar;
     int rank = dist_rank(), world = dist_size();
     int model = !strcmp(pc->source, "model");

@@ -18,32 +18,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static void seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (!err || errlen <= 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Offsets of n segments: n+1 entries from 0, never decreasing. */
 static int check_offsets(const int64_t *off, int64_t n, const char *name, char *err, int errlen)
 {
     if (!off) {
-        seterr(err, errlen, "%s is missing", name);
+        util_seterr(err, errlen, "%s is missing", name);
         return -1;
     }
     if (off[0] != 0) {
-        seterr(err, errlen, "%s[0] = %lld, expected 0 (offsets start at 0)", name,
+        util_seterr(err, errlen, "%s[0] = %lld, expected 0 (offsets start at 0)", name,
                (long long)off[0]);
         return -1;
     }
     for (int64_t i = 0; i < n; i++)
         if (off[i + 1] < off[i]) {
-            seterr(err, errlen, "%s[%lld] = %lld is less than %s[%lld] = %lld (offsets must not decrease)",
+            util_seterr(err, errlen, "%s[%lld] = %lld is less than %s[%lld] = %lld (offsets must not decrease)",
                    name, (long long)(i + 1), (long long)off[i + 1], name, (long long)i,
                    (long long)off[i]);
             return -1;
@@ -55,12 +44,12 @@ static int check_tokens(const int32_t *tok, int64_t n, int64_t vocab, const char
                         int errlen)
 {
     if (n > 0 && !tok) {
-        seterr(err, errlen, "%s is missing", name);
+        util_seterr(err, errlen, "%s is missing", name);
         return -1;
     }
     for (int64_t i = 0; i < n; i++)
         if (tok[i] < 0 || tok[i] >= vocab) {
-            seterr(err, errlen, "%s[%lld] = %d is out of range [0, %lld)", name, (long long)i,
+            util_seterr(err, errlen, "%s[%lld] = %d is out of range [0, %lld)", name, (long long)i,
                    tok[i], (long long)vocab);
             return -1;
         }
@@ -71,12 +60,12 @@ static int check_index(const int64_t *idx, int64_t n, int64_t limit, const char 
                        const char *target, char *err, int errlen)
 {
     if (n > 0 && !idx) {
-        seterr(err, errlen, "%s is missing", name);
+        util_seterr(err, errlen, "%s is missing", name);
         return -1;
     }
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= limit) {
-            seterr(err, errlen, "%s[%lld] = %lld is out of range [0, %lld) (indices into %s)", name,
+            util_seterr(err, errlen, "%s[%lld] = %lld is out of range [0, %lld) (indices into %s)", name,
                    (long long)i, (long long)idx[i], (long long)limit, target);
             return -1;
         }
@@ -86,12 +75,12 @@ static int check_index(const int64_t *idx, int64_t n, int64_t limit, const char 
 int prefdata_validate(const PrefData *d, char *err, int errlen)
 {
     if (d->n_prompts < 0 || d->n_responses < 0 || d->n_pairs < 0) {
-        seterr(err, errlen, "negative count (prompts %lld, responses %lld, pairs %lld)",
+        util_seterr(err, errlen, "negative count (prompts %lld, responses %lld, pairs %lld)",
                (long long)d->n_prompts, (long long)d->n_responses, (long long)d->n_pairs);
         return -1;
     }
     if (d->vocab_size <= 0 || d->vocab_size > (int64_t)INT32_MAX + 1) {
-        seterr(err, errlen, "vocab_size attribute is %lld, expected 1..2^31",
+        util_seterr(err, errlen, "vocab_size attribute is %lld, expected 1..2^31",
                (long long)d->vocab_size);
         return -1;
     }
@@ -113,14 +102,14 @@ int prefdata_validate(const PrefData *d, char *err, int errlen)
     for (int64_t i = 0; i < d->n_pairs; i++) {
         int64_t c = d->pair_chosen[i], r = d->pair_rejected[i];
         if (c == r) {
-            seterr(err, errlen,
+            util_seterr(err, errlen,
                    "/pairs/chosen[%lld] = /pairs/rejected[%lld] = %lld (a pair needs two different "
                    "responses)",
                    (long long)i, (long long)i, (long long)c);
             return -1;
         }
         if (d->response_prompt[c] != d->response_prompt[r]) {
-            seterr(err, errlen,
+            util_seterr(err, errlen,
                    "/pairs/chosen[%lld] = %lld answers prompt %lld but /pairs/rejected[%lld] = %lld "
                    "answers prompt %lld (see /responses/prompt; both must answer the same prompt)",
                    (long long)i, (long long)c, (long long)d->response_prompt[c], (long long)i,
@@ -131,7 +120,7 @@ int prefdata_validate(const PrefData *d, char *err, int errlen)
     if (d->response_score)
         for (int64_t i = 0; i < d->n_responses; i++)
             if (!isfinite(d->response_score[i])) {
-                seterr(err, errlen, "/responses/score[%lld] = %g is not finite", (long long)i,
+                util_seterr(err, errlen, "/responses/score[%lld] = %g is not finite", (long long)i,
                        (double)d->response_score[i]);
                 return -1;
             }
@@ -187,15 +176,15 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
     hid_t f = -1;
     struct stat st;
     if (stat(path, &st) != 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        util_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "%s: is a directory, expected a prefer dataset (HDF5 file)", path);
+        util_seterr(err, errlen, "%s: is a directory, expected a prefer dataset (HDF5 file)", path);
         return -1;
     }
     if (!h5u_is_hdf5(path)) {
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "%s: not an HDF5 file (a prefer dataset is HDF5; make one with `prefer synth` or "
                "see docs/formats.md)",
                path);
@@ -203,22 +192,22 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
     }
     f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        seterr(err, errlen, "%s: cannot open as HDF5 (corrupt, or locked by a writer?)", path);
+        util_seterr(err, errlen, "%s: cannot open as HDF5 (corrupt, or locked by a writer?)", path);
         return -1;
     }
     if (h5u_check_header(f, path, PREFDATA_FORMAT, PREFDATA_VERSION, err, errlen) != 0)
         goto fail;
     if (h5u_read_attr_i64(f, "vocab_size", &d->vocab_size) != 0) {
-        seterr(err, errlen, "%s: vocab_size attribute missing or not an integer", path);
+        util_seterr(err, errlen, "%s: vocab_size attribute missing or not an integer", path);
         goto fail;
     }
     if (d->vocab_size <= 0 || d->vocab_size > (int64_t)INT32_MAX + 1) {
-        seterr(err, errlen, "%s: vocab_size attribute is %lld, expected 1..2^31", path,
+        util_seterr(err, errlen, "%s: vocab_size attribute is %lld, expected 1..2^31", path,
                (long long)d->vocab_size);
         goto fail;
     }
     if (vocab_limit > 0 && d->vocab_size > vocab_limit) {
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "%s: vocab_size attribute is %lld but the model's vocab_size is %lld (token ids "
                "would be out of range; use a model with model.vocab_size >= %lld)",
                path, (long long)d->vocab_size, (long long)vocab_limit, (long long)d->vocab_size);
@@ -226,7 +215,7 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
     }
 
     if (H5Aexists(f, "tokenizer") > 0 && !(d->tokenizer = h5u_read_attr_str(f, "tokenizer"))) {
-        seterr(err, errlen, "%s: tokenizer attribute is not a string", path);
+        util_seterr(err, errlen, "%s: tokenizer attribute is not a string", path);
         goto fail;
     }
 
@@ -240,7 +229,7 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
     READ1(d->pair_rejected, "pairs/rejected", H5T_NATIVE_INT64, &n_rej);
     /* Lengths must agree before validation may index anything. */
     if (n_poff < 1 || n_roff < 1) {
-        seterr(err, errlen, "%s: %s is empty (it holds count+1 entries, the first being 0)", path,
+        util_seterr(err, errlen, "%s: %s is empty (it holds count+1 entries, the first being 0)", path,
                n_poff < 1 ? "/prompts/offsets" : "/responses/offsets");
         goto fail;
     }
@@ -249,14 +238,14 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
     d->n_pairs = n_ch;
     if (d->prompt_offsets[d->n_prompts] != n_ptok || d->response_offsets[d->n_responses] != n_rtok) {
         int p = d->prompt_offsets[d->n_prompts] != n_ptok;
-        seterr(err, errlen, "%s: %s ends at %lld but %s holds %lld tokens", path,
+        util_seterr(err, errlen, "%s: %s ends at %lld but %s holds %lld tokens", path,
                p ? "/prompts/offsets" : "/responses/offsets",
                (long long)(p ? d->prompt_offsets[d->n_prompts] : d->response_offsets[d->n_responses]),
                p ? "/prompts/tokens" : "/responses/tokens", (long long)(p ? n_ptok : n_rtok));
         goto fail;
     }
     if (n_rp != d->n_responses) {
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "%s: /responses/prompt has %lld entries, expected %lld (one per response, as "
                "/responses/offsets says)",
                path, (long long)n_rp, (long long)d->n_responses);
@@ -266,7 +255,7 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
         int64_t n_sc;
         READ1(d->response_score, "responses/score", H5T_NATIVE_FLOAT, &n_sc);
         if (n_sc != d->n_responses) {
-            seterr(err, errlen,
+            util_seterr(err, errlen,
                    "%s: /responses/score has %lld entries, expected %lld (one per response, as "
                    "/responses/offsets says)",
                    path, (long long)n_sc, (long long)d->n_responses);
@@ -274,13 +263,13 @@ int prefdata_read_checked(const char *path, int64_t vocab_limit, PrefData *d, ch
         }
     }
     if (n_rej != n_ch) {
-        seterr(err, errlen, "%s: /pairs/rejected has %lld entries but /pairs/chosen has %lld", path,
+        util_seterr(err, errlen, "%s: /pairs/rejected has %lld entries but /pairs/chosen has %lld", path,
                (long long)n_rej, (long long)n_ch);
         goto fail;
     }
     char msg[768];
     if (prefdata_validate(d, msg, sizeof msg) != 0) {
-        seterr(err, errlen, "%s: %s", path, msg);
+        util_seterr(err, errlen, "%s: %s", path, msg);
         goto fail;
     }
     H5Fclose(f);

@@ -45,17 +45,6 @@
 /* The local PrefData's arrays, as indices into PrefShard.lbuf. */
 enum { LB_PTOK, LB_POFF, LB_RTOK, LB_ROFF, LB_RPROMPT, LB_SCORE };
 
-static void seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static void seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (!err || errlen <= 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Grow a private scratch buffer to at least need bytes (contents kept). */
 static void *grow(void *p, size_t *cap, size_t need)
 {
@@ -92,7 +81,7 @@ static hid_t open_tokens(hid_t file, const char *path, const char *name, int64_t
     if (dapl >= 0)
         H5Pclose(dapl);
     if (ds < 0) {
-        seterr(err, errlen, "%s: cannot open dataset /%s", path, name);
+        util_seterr(err, errlen, "%s: cannot open dataset /%s", path, name);
         return -1;
     }
     hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
@@ -107,12 +96,12 @@ static hid_t open_tokens(hid_t file, const char *path, const char *name, int64_t
         H5Sclose(sp);
     if (cls != H5T_INTEGER || nd != 1 || (int64_t)dim != n_tok) {
         if (cls != H5T_INTEGER || nd != 1)
-            seterr(err, errlen, "%s: /%s is not a 1-D integer array", path, name);
+            util_seterr(err, errlen, "%s: /%s is not a 1-D integer array", path, name);
         else
-            seterr(err, errlen, "%s: /%s holds %lld tokens here but %lld when rank 0 validated it",
+            util_seterr(err, errlen, "%s: /%s holds %lld tokens here but %lld when rank 0 validated it",
                    path, name, (long long)dim, (long long)n_tok);
         size_t k = strlen(err);
-        seterr(err + k, errlen - (int)k,
+        util_seterr(err + k, errlen - (int)k,
                " (the file changed since, or this node sees another file at that path?)");
         H5Dclose(ds);
         return -1;
@@ -156,7 +145,7 @@ int prefshard_open(const char *path, int64_t vocab_limit, PrefShard *s, char *er
     dist_bcast(hdr, sizeof hdr, 0);
     if (hdr[0]) {
         dist_bcast(msg, sizeof msg, 0);
-        seterr(err, errlen, "%s", msg);
+        util_seterr(err, errlen, "%s", msg);
         memset(s, 0, sizeof *s);
         s->file = s->prompt_ds = s->response_ds = -1;
         return -1;
@@ -184,7 +173,7 @@ int prefshard_open(const char *path, int64_t vocab_limit, PrefShard *s, char *er
     int bad = 0;
     s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (s->file < 0) {
-        seterr(msg, sizeof msg, "%s: cannot open as HDF5 (is the file visible on every node?)",
+        util_seterr(msg, sizeof msg, "%s: cannot open as HDF5 (is the file visible on every node?)",
                path);
         bad = 1;
     }
@@ -204,7 +193,7 @@ int prefshard_open(const char *path, int64_t vocab_limit, PrefShard *s, char *er
         if (first < size) {
             if (rank == first && first != 0) {
                 char tmp[PS_MSG];
-                seterr(tmp, sizeof tmp, "[rank %d on %s] %s", rank, dist_hostname(), msg);
+                util_seterr(tmp, sizeof tmp, "[rank %d on %s] %s", rank, dist_hostname(), msg);
                 memcpy(msg, tmp, sizeof msg);
             }
             dist_bcast(msg, sizeof msg, (int)first);
@@ -212,7 +201,7 @@ int prefshard_open(const char *path, int64_t vocab_limit, PrefShard *s, char *er
         }
     }
     if (bad) {
-        seterr(err, errlen, "%s", msg);
+        util_seterr(err, errlen, "%s", msg);
         prefshard_close(s);
         return -1;
     }
@@ -336,7 +325,7 @@ static int read_seqs(PrefShard *s, hid_t ds, const char *name, const int64_t *of
     if (base >= 0)
         H5Sclose(base);
     if (!ok) {
-        seterr(err, errlen, "%s: cannot read %lld tokens of /%s (I/O error or corrupt chunk?)",
+        util_seterr(err, errlen, "%s: cannot read %lld tokens of /%s (I/O error or corrupt chunk?)",
                s->path, (long long)total, name);
         return -1;
     }
@@ -348,7 +337,7 @@ static int read_seqs(PrefShard *s, hid_t ds, const char *name, const int64_t *of
         const int32_t *t = s->tok + s->rng[3 * k + 2];
         for (int64_t i = 0; i < s->rng[3 * k + 1] - s->rng[3 * k]; i++)
             if (t[i] < 0 || t[i] >= V) {
-                seterr(err, errlen,
+                util_seterr(err, errlen,
                        "%s: /%s[%lld] = %d is out of range [0, %lld) (the file changed after it "
                        "was validated?)",
                        s->path, name, (long long)(s->rng[3 * k] + i), t[i], (long long)V);

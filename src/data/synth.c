@@ -536,40 +536,29 @@ void synth_write_task_attrs(const char *path, const SynthTask *t, const char *ki
         die("closing %s after storing the synthetic task's attributes failed (disk full?)", path);
 }
 
-PREFER_PRINTF(3, 4) static int seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, (size_t)errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 int synth_task_from_file(const char *path, SynthTask *t, char *err, int errlen)
 {
     memset(t, 0, sizeof *t);
     h5u_init();
     if (!h5u_is_hdf5(path))
-        return seterr(err, errlen, "%s: cannot open as HDF5", path);
+        return util_seterr(err, errlen, "%s: cannot open as HDF5", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return seterr(err, errlen, "%s: cannot open as HDF5", path);
+        return util_seterr(err, errlen, "%s: cannot open as HDF5", path);
     int rc = -1;
     char *name = h5u_read_attr_str(f, "synth_task"), *split = NULL;
     int64_t version, seed, vocab, lp, lr, base;
     double logit, rs, sigma, indiff, iscale;
     if (!name) {
-        seterr(err, errlen, "%s: does not carry the synthetic task (no synth_task attribute)", path);
+        util_seterr(err, errlen, "%s: does not carry the synthetic task (no synth_task attribute)", path);
         rc = 1;
     } else if (strcmp(name, SYNTH_TASK_NAME) != 0) {
-        seterr(err, errlen, "%s: synth_task = \"%s\", this prefer knows \"%s\"", path, name,
+        util_seterr(err, errlen, "%s: synth_task = \"%s\", this prefer knows \"%s\"", path, name,
                SYNTH_TASK_NAME);
     } else if (h5u_read_attr_i64(f, "synth_version", &version) != 0 || version < 1) {
-        seterr(err, errlen, "%s: synth_version missing or not a positive integer", path);
+        util_seterr(err, errlen, "%s: synth_version missing or not a positive integer", path);
     } else if (version > SYNTH_TASK_VERSION) {
-        seterr(err, errlen, "%s: synth_version %lld is newer than this prefer reads (%d): upgrade prefer",
+        util_seterr(err, errlen, "%s: synth_version %lld is newer than this prefer reads (%d): upgrade prefer",
                path, (long long)version, SYNTH_TASK_VERSION);
     } else if (h5u_read_attr_i64(f, "synth_seed", &seed) != 0 ||
                h5u_read_attr_i64(f, "synth_vocab_size", &vocab) != 0 ||
@@ -582,7 +571,7 @@ int synth_task_from_file(const char *path, SynthTask *t, char *err, int errlen)
                h5u_read_attr_f64(f, "synth_care_indifferent", &indiff) != 0 ||
                h5u_read_attr_f64(f, "synth_care_indifferent_scale", &iscale) != 0 ||
                !(split = h5u_read_attr_str(f, "synth_split"))) {
-        seterr(err, errlen, "%s: a synth_* attribute is missing or of the wrong type (need synth_seed, "
+        util_seterr(err, errlen, "%s: a synth_* attribute is missing or of the wrong type (need synth_seed, "
                "synth_vocab_size, synth_prompt_len, synth_response_len, synth_prompt_base, "
                "synth_logit_scale, synth_reward_scale, synth_care_sigma, synth_care_indifferent, "
                "synth_care_indifferent_scale, synth_split)", path);
@@ -590,12 +579,12 @@ int synth_task_from_file(const char *path, SynthTask *t, char *err, int errlen)
                lr > (1 << 20) || base < 0 || !(logit > 0.0 && isfinite(logit)) ||
                !(rs > 0.0 && isfinite(rs)) || !(sigma >= 0.0 && sigma <= 10.0) ||
                !(indiff >= 0.0 && indiff <= 1.0) || !(iscale >= 0.0 && iscale <= 1.0)) {
-        seterr(err, errlen, "%s: synth_* attributes out of range (vocab_size %lld, prompt_len %lld, "
+        util_seterr(err, errlen, "%s: synth_* attributes out of range (vocab_size %lld, prompt_len %lld, "
                "response_len %lld, prompt_base %lld, logit_scale %g, reward_scale %g, care_sigma %g, "
                "care_indifferent %g, care_indifferent_scale %g)", path, (long long)vocab,
                (long long)lp, (long long)lr, (long long)base, logit, rs, sigma, indiff, iscale);
     } else if (strcmp(split, "train") != 0 && strcmp(split, "heldout") != 0) {
-        seterr(err, errlen, "%s: synth_split = \"%s\", expected \"train\" or \"heldout\"", path, split);
+        util_seterr(err, errlen, "%s: synth_split = \"%s\", expected \"train\" or \"heldout\"", path, split);
     } else {
         task_build(t, (int)vocab, (uint64_t)seed, logit, (int)lp, (int)lr, rs, sigma, indiff, iscale);
         synth_task_bind(t, !strcmp(split, "heldout") ? SYNTH_SPLIT_HELDOUT : SYNTH_SPLIT_TRAIN, base);

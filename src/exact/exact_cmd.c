@@ -243,15 +243,9 @@ static void load_model(const char *path, const SynthTask *t, const EnumSpace *s,
 int cmd_exact(int argc, char **argv)
 {
     CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        if (util_rank() == 0)
-            usage();
-        return 0;
-    }
-    cli_check_flags(&a, "exact", NULL);
     PreferConfig cfg;
-    cli_load_config(&a, &cfg);
+    if (cli_start(argc, argv, "exact", usage, NULL, &a, &cfg))
+        return 0;
     runtime_setup(&cfg.runtime, 1);
     const ExactConfig *ec = &cfg.exact;
     int rank = dist_rank(), world = dist_size();

@@ -24,17 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static void seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (!err || errlen <= 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int64_t u2i(uint64_t u)
 {
     int64_t i;
@@ -142,17 +131,17 @@ static hid_t open_ckpt(const char *path, char *err, int errlen)
     h5u_init();
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        util_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     if (!h5u_is_hdf5(path)) {
-        seterr(err, errlen, "%s: not an HDF5 file (a prefer checkpoint is HDF5, written by `prefer train`)",
+        util_seterr(err, errlen, "%s: not an HDF5 file (a prefer checkpoint is HDF5, written by `prefer train`)",
                path);
         return -1;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        seterr(err, errlen, "%s: cannot open as HDF5 (corrupt, or locked by a writer?)", path);
+        util_seterr(err, errlen, "%s: cannot open as HDF5 (corrupt, or locked by a writer?)", path);
         return -1;
     }
     if (h5u_check_header(f, path, CKPT_FORMAT, CKPT_VERSION, err, errlen) != 0) {
@@ -169,11 +158,11 @@ static int read_dims(hid_t f, const char *path, GptDims *d, char *err, int errle
     for (int i = 0; i < 5; i++) {
         int64_t v;
         if (h5u_read_attr_i64(f, names[i], &v) != 0) {
-            seterr(err, errlen, "%s: %s attribute missing or not an integer", path, names[i]);
+            util_seterr(err, errlen, "%s: %s attribute missing or not an integer", path, names[i]);
             return -1;
         }
         if (v < 1 || v > INT_MAX) {
-            seterr(err, errlen, "%s: %s attribute is %lld, expected a positive int", path,
+            util_seterr(err, errlen, "%s: %s attribute is %lld, expected a positive int", path,
                    names[i], (long long)v);
             return -1;
         }
@@ -225,19 +214,19 @@ static int read_tensors(hid_t f, const char *path, const char *group, const Gpt 
                          (unsigned long long)dims[1]);
                 snprintf(want, sizeof want, "(%d, %d)", t->shape[0], t->shape[1]);
             }
-            seterr(err, errlen, "%s: /%s has shape %s, the model expects %s", path, ds, got, want);
+            util_seterr(err, errlen, "%s: /%s has shape %s, the model expects %s", path, ds, got, want);
             free(buf);
             return -1;
         }
         if (!all_finite(buf, t->numel)) {
-            seterr(err, errlen, "%s: /%s holds non-finite values (NaN or Inf)", path, ds);
+            util_seterr(err, errlen, "%s: /%s holds non-finite values (NaN or Inf)", path, ds);
             free(buf);
             return -1;
         }
         if (nonneg)
             for (size_t k = 0; k < t->numel; k++)
                 if (buf[k] < 0) {
-                    seterr(err, errlen, "%s: /%s[%zu] = %g is negative (a second moment)", path, ds,
+                    util_seterr(err, errlen, "%s: /%s[%zu] = %g is negative (a second moment)", path, ds,
                            k, (double)buf[k]);
                     free(buf);
                     return -1;
@@ -262,7 +251,7 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
         char a[160], b[160];
         dims_str(a, sizeof a, &d);
         dims_str(b, sizeof b, &m->d);
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "%s: the checkpoint's dims (%s) differ from the model's (%s); set model.* to "
                "match the checkpoint",
                path, a, b);
@@ -272,7 +261,7 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
     int64_t rk, rc, adam_t = 0;
     if (h5u_read_attr_i64(f, "step", &s.step) != 0 || h5u_read_attr_i64(f, "rng_key", &rk) != 0 ||
         h5u_read_attr_i64(f, "rng_counter", &rc) != 0) {
-        seterr(err, errlen, "%s: step, rng_key or rng_counter attribute missing or not an integer",
+        util_seterr(err, errlen, "%s: step, rng_key or rng_counter attribute missing or not an integer",
                path);
         goto fail;
     }
@@ -285,12 +274,12 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
 
     int moments = opt && H5Lexists(f, "adam", H5P_DEFAULT) > 0;
     if (opt && opt->n != m->num_params) {
-        seterr(err, errlen, "%s: optimizer has %zu moments, model %zu parameters", path, opt->n,
+        util_seterr(err, errlen, "%s: optimizer has %zu moments, model %zu parameters", path, opt->n,
                m->num_params);
         goto fail;
     }
     if (moments && h5u_read_attr_i64(f, "adam_t", &adam_t) != 0) {
-        seterr(err, errlen, "%s: adam_t attribute missing or not an integer", path);
+        util_seterr(err, errlen, "%s: adam_t attribute missing or not an integer", path);
         goto fail;
     }
     sp = xmalloc(m->num_params * sizeof(float));
@@ -315,7 +304,7 @@ int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char 
         char e2[256];
         s.sel = h5u_read_array(f, "/curriculum/selected_prompts", H5T_NATIVE_INT64, 1, dims, &s.n_sel, e2, sizeof e2);
         if (!s.sel) {
-            seterr(err, errlen, "%s: %s", path, e2);
+            util_seterr(err, errlen, "%s: %s", path, e2);
             goto fail;
         }
     }

@@ -34,17 +34,6 @@
  * allocated (prefer's largest arrays are far below it). */
 #define H5U_MAX_READ_BYTES ((size_t)1 << 40)
 
-static void seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static void seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (!err || errlen <= 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-}
-
 void h5u_init(void)
 {
     static int done = 0;
@@ -306,16 +295,16 @@ int h5u_check_header(hid_t file, const char *path, const char *format, int max_v
     char *got = h5u_read_attr_str(file, "format");
     if (!got) {
         if (H5Aexists(file, "format") > 0)
-            seterr(err, errlen, "%s: not a %s (format attribute is not a string; %s)", path, noun,
+            util_seterr(err, errlen, "%s: not a %s (format attribute is not a string; %s)", path, noun,
                    hint);
         else
-            seterr(err, errlen, "%s: not a %s (format attribute missing; %s)", path, noun, hint);
+            util_seterr(err, errlen, "%s: not a %s (format attribute missing; %s)", path, noun, hint);
         return -1;
     }
     if (strcmp(got, format) != 0) {
         const char *gnoun, *ghint;
         format_words(got, &gnoun, &ghint);
-        seterr(err, errlen, "%s: format attribute is '%s' (a %s), expected '%s' (a %s)", path, got,
+        util_seterr(err, errlen, "%s: format attribute is '%s' (a %s), expected '%s' (a %s)", path, got,
                gnoun, format, noun);
         free(got);
         return -1;
@@ -323,19 +312,19 @@ int h5u_check_header(hid_t file, const char *path, const char *format, int max_v
     free(got);
     int64_t v;
     if (h5u_read_attr_i64(file, "version", &v) != 0) {
-        seterr(err, errlen, "%s: version attribute missing or not an integer (a %s needs one)",
+        util_seterr(err, errlen, "%s: version attribute missing or not an integer (a %s needs one)",
                path, noun);
         return -1;
     }
     if (v > max_version) {
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "%s: version attribute is %lld but this prefer (%s) reads %s version <= %d "
                "(upgrade prefer)",
                path, (long long)v, PREFER_VERSION, format, max_version);
         return -1;
     }
     if (v < 1) {
-        seterr(err, errlen, "%s: version attribute is %lld, expected 1..%d", path, (long long)v,
+        util_seterr(err, errlen, "%s: version attribute is %lld, expected 1..%d", path, (long long)v,
                max_version);
         return -1;
     }
@@ -396,30 +385,30 @@ void *h5u_read_array(hid_t file, const char *path, hid_t memtype, int want_ndim,
     void *buf = NULL;
 
     if (!path_exists(file, path)) {
-        seterr(err, errlen, "%s: missing %s%s", fname, sl, path);
+        util_seterr(err, errlen, "%s: missing %s%s", fname, sl, path);
         goto fail;
     }
     ds = H5Dopen2(file, path, H5P_DEFAULT);
     if (ds < 0) {
-        seterr(err, errlen, "%s: %s%s is not a dataset", fname, sl, path);
+        util_seterr(err, errlen, "%s: %s%s is not a dataset", fname, sl, path);
         goto fail;
     }
     ft = H5Dget_type(ds);
     H5T_class_t want = H5Tget_class(memtype);
     H5T_class_t got = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
     if (got != want) {
-        seterr(err, errlen, "%s: %s%s holds %s values, expected %s", fname, sl, path,
+        util_seterr(err, errlen, "%s: %s%s holds %s values, expected %s", fname, sl, path,
                class_name(got), class_name(want));
         goto fail;
     }
     sp = H5Dget_space(ds);
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (nd < 0) {
-        seterr(err, errlen, "%s: cannot read the shape of %s%s (corrupt file?)", fname, sl, path);
+        util_seterr(err, errlen, "%s: cannot read the shape of %s%s (corrupt file?)", fname, sl, path);
         goto fail;
     }
     if (nd != want_ndim) {
-        seterr(err, errlen, "%s: %s%s has rank %d, expected %d", fname, sl, path, nd, want_ndim);
+        util_seterr(err, errlen, "%s: %s%s has rank %d, expected %d", fname, sl, path, nd, want_ndim);
         goto fail;
     }
     hsize_t dims[4];
@@ -428,19 +417,19 @@ void *h5u_read_array(hid_t file, const char *path, hid_t memtype, int want_ndim,
     size_t total = 1;
     for (int i = 0; i < nd; i++) {
         if (dims[i] != 0 && total > H5U_MAX_READ_BYTES / esize / dims[i]) {
-            seterr(err, errlen, "%s: %s%s claims an absurd size (corrupt file?)", fname, sl, path);
+            util_seterr(err, errlen, "%s: %s%s claims an absurd size (corrupt file?)", fname, sl, path);
             goto fail;
         }
         total *= (size_t)dims[i];
     }
     buf = malloc(total ? total * esize : 1);
     if (!buf) {
-        seterr(err, errlen, "%s: out of memory reading %s%s (%zu bytes)", fname, sl, path,
+        util_seterr(err, errlen, "%s: out of memory reading %s%s (%zu bytes)", fname, sl, path,
                total * esize);
         goto fail;
     }
     if (total > 0 && H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        seterr(err, errlen, "%s: cannot read %s%s (corrupt file or unsupported filter?)", fname,
+        util_seterr(err, errlen, "%s: cannot read %s%s (corrupt file or unsupported filter?)", fname,
                sl, path);
         goto fail;
     }

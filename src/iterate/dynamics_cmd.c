@@ -648,15 +648,9 @@ static int print_agreement(const Grid *g)
 int cmd_dynamics(int argc, char **argv)
 {
     CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        if (util_rank() == 0)
-            usage();
-        return 0;
-    }
-    cli_check_flags(&a, "dynamics", NULL);
     PreferConfig cfg;
-    cli_load_config(&a, &cfg);
+    if (cli_start(argc, argv, "dynamics", usage, NULL, &a, &cfg))
+        return 0;
     const DynamicsConfig *dc = &cfg.dynamics;
     double t0 = now_s();
     Problem pb;

@@ -404,14 +404,9 @@ static void log_round(RunLog *rl, int64_t round, const IterateConfig *ic, double
 int cmd_iterate(int argc, char **argv)
 {
     CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        usage();
-        return 0;
-    }
-    cli_check_flags(&a, "iterate", NULL);
     PreferConfig cfg;
-    cli_load_config(&a, &cfg);
+    if (cli_start(argc, argv, "iterate", usage, NULL, &a, &cfg))
+        return 0;
     const IterateConfig *ic = &cfg.iterate;
     const char *init = *ic->init ? ic->init : cfg.model.init_from;
     if (!init || !*init)

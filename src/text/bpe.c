@@ -110,18 +110,6 @@ struct Bpe {
 
 /* ---------------------------------------------------------------- errors and hashing */
 
-static int fail(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static int fail(char *err, int errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, (size_t)errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static inline uint64_t mix64(uint64_t x)
 {
     x ^= x >> 33;
@@ -401,7 +389,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
 {
     size_t n = json_object_size(vocab);
     if (n == 0)
-        return fail(err, errlen, "%s: the vocabulary is empty", vname);
+        return util_seterr(err, errlen, "%s: the vocabulary is empty", vname);
     int64_t max_id = -1;
     const char *key;
     json_t *val;
@@ -409,7 +397,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
     {
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= BPE_MAX_ID) {
             char sb[200];
-            return fail(err, errlen, "%s: token \"%s\": id must be an integer in [0, %d)", vname,
+            return util_seterr(err, errlen, "%s: token \"%s\": id must be an integer in [0, %d)", vname,
                         show(key, strlen(key), sb, sizeof sb), BPE_MAX_ID);
         }
         if (json_integer_value(val) > max_id)
@@ -419,7 +407,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
         if (added[i].id > max_id)
             max_id = added[i].id;
     if (max_id >= 2 * (int64_t)(n + (size_t)n_added) + 1024)
-        return fail(err, errlen, "%s: largest id %lld for only %zu tokens (ids must be dense)", vname,
+        return util_seterr(err, errlen, "%s: largest id %lld for only %zu tokens (ids must be dense)", vname,
                     (long long)max_id, n + (size_t)n_added);
     b->vocab = (int)max_id + 1;
     size_t V = (size_t)b->vocab;
@@ -434,7 +422,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
     {
         int32_t id = (int32_t)json_integer_value(val);
         if (src[id]) {
-            rc = fail(err, errlen, "%s: id %d is given to both \"%s\" and \"%s\"", vname, id,
+            rc = util_seterr(err, errlen, "%s: id %d is given to both \"%s\" and \"%s\"", vname, id,
                       show(src[id], strlen(src[id]), sb, sizeof sb), show(key, strlen(key), sb2, sizeof sb2));
             goto out;
         }
@@ -447,12 +435,12 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
                     l = (int)strlen(key), raw[id] = 1;
         }
         if (l < 0 || l > BPE_MAX_TOKEN_BYTES) {
-            rc = fail(err, errlen, "%s: token \"%s\" (id %d) has a character outside GPT-2's byte alphabet, or is "
+            rc = util_seterr(err, errlen, "%s: token \"%s\" (id %d) has a character outside GPT-2's byte alphabet, or is "
                       "longer than %d bytes", vname, show(key, strlen(key), sb, sizeof sb), id, BPE_MAX_TOKEN_BYTES);
             goto out;
         }
         if (l == 0) {
-            rc = fail(err, errlen, "%s: empty token (id %d)", vname, id);
+            rc = util_seterr(err, errlen, "%s: empty token (id %d)", vname, id);
             goto out;
         }
         len[id] = (uint32_t)l;
@@ -462,14 +450,14 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
         size_t l = strlen(added[i].text);
         if (src[id]) {
             if (strcmp(src[id], added[i].text)) {
-                rc = fail(err, errlen, "%s: added token \"%s\" has id %d, which model.vocab gives to \"%s\"", vname,
+                rc = util_seterr(err, errlen, "%s: added token \"%s\" has id %d, which model.vocab gives to \"%s\"", vname,
                           show(added[i].text, l, sb, sizeof sb), id, show(src[id], strlen(src[id]), sb2, sizeof sb2));
                 goto out;
             }
             continue;
         }
         if (l == 0 || l > BPE_MAX_TOKEN_BYTES) {
-            rc = fail(err, errlen, "%s: added token %d is empty or longer than %d bytes", vname, id,
+            rc = util_seterr(err, errlen, "%s: added token %d is empty or longer than %d bytes", vname, id,
                       BPE_MAX_TOKEN_BYTES);
             goto out;
         }
@@ -503,7 +491,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
             continue;
         int32_t o = vmap_insert(b, (int32_t)id);
         if (o >= 0) {
-            rc = fail(err, errlen, "%s: tokens %d \"%s\" and %zu \"%s\" stand for the same bytes", vname, o,
+            rc = util_seterr(err, errlen, "%s: tokens %d \"%s\" and %zu \"%s\" stand for the same bytes", vname, o,
                       show(src[o], strlen(src[o]), sb, sizeof sb), id, show(src[id], strlen(src[id]), sb2, sizeof sb2));
             goto out;
         }
@@ -515,7 +503,7 @@ static int build_vocab(Bpe *b, json_t *vocab, const char *vname, const Added *ad
         char ch = (char)c;
         b->byte_id[c] = vmap_find(b, &ch, 1);
         if (b->byte_id[c] < 0) {
-            rc = fail(err, errlen, "%s: no token for byte 0x%02x (U+%04X in GPT-2's alphabet): a byte-level "
+            rc = util_seterr(err, errlen, "%s: no token for byte 0x%02x (U+%04X in GPT-2's alphabet): a byte-level "
                       "vocabulary needs all 256", vname, (unsigned)c, (unsigned)byte_to_cp[c]);
             goto out;
         }
@@ -531,7 +519,7 @@ static int build_merges(Bpe *b, const MergeText *m, size_t nm, const char *mname
                         const int16_t cp_to_byte[324], char *err, int errlen)
 {
     if (nm > (size_t)BPE_MAX_ID)
-        return fail(err, errlen, "%s: %zu merges (at most %d)", mname, nm, BPE_MAX_ID);
+        return util_seterr(err, errlen, "%s: %zu merges (at most %d)", mname, nm, BPE_MAX_ID);
     b->n_merges = (int)nm;
     b->merge_mask = next_pow2(2 * nm + 2) - 1;
     b->merges = xmalloc(sizeof(MergeSlot) * (b->merge_mask + 1));
@@ -546,19 +534,19 @@ static int build_merges(Bpe *b, const MergeText *m, size_t nm, const char *mname
         if (ix < 0 || iy < 0) {
             const char *t = ix < 0 ? m[r].a : m[r].b;
             size_t tn = ix < 0 ? m[r].na : m[r].nb;
-            return fail(err, errlen, "%s: %s %ld: \"%s\" is not a token of the vocabulary", mname, where, m[r].line,
+            return util_seterr(err, errlen, "%s: %s %ld: \"%s\" is not a token of the vocabulary", mname, where, m[r].line,
                         show(t, tn, sb, sizeof sb));
         }
         memcpy(xy, x, (size_t)lx);
         memcpy(xy + lx, y, (size_t)ly);
         int32_t ixy = vmap_find(b, xy, (size_t)(lx + ly));
         if (ixy < 0)
-            return fail(err, errlen, "%s: %s %ld: the merge of \"%.*s\" and \"%.*s\" is not a token of the vocabulary",
+            return util_seterr(err, errlen, "%s: %s %ld: the merge of \"%.*s\" and \"%.*s\" is not a token of the vocabulary",
                         mname, where, m[r].line, (int)(m[r].na < 60 ? m[r].na : 60), m[r].a,
                         (int)(m[r].nb < 60 ? m[r].nb : 60), m[r].b);
         int prev = merge_insert(b, ix, iy, (int32_t)r, ixy);
         if (prev >= 0)
-            return fail(err, errlen, "%s: %s %ld: duplicate merge \"%.*s %.*s\" (already %s %ld)", mname, where,
+            return util_seterr(err, errlen, "%s: %s %ld: duplicate merge \"%.*s %.*s\" (already %s %ld)", mname, where,
                         m[r].line, (int)(m[r].na < 60 ? m[r].na : 60), m[r].a, (int)(m[r].nb < 60 ? m[r].nb : 60),
                         m[r].b, where, m[prev].line);
     }
@@ -588,7 +576,7 @@ static int compile_regex(Bpe *b, char *err, int errlen)
     if (!b->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        return fail(err, errlen, "PCRE2 rejects GPT-2's pattern at offset %zu: %s", (size_t)eo, (char *)msg);
+        return util_seterr(err, errlen, "PCRE2 rejects GPT-2's pattern at offset %zu: %s", (size_t)eo, (char *)msg);
     }
     if (pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE) == 0) {
         b->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
@@ -652,7 +640,7 @@ static json_t *parse_json(const char *buf, size_t n, const char *name, char *err
     json_error_t je;
     json_t *j = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
     if (!j)
-        fail(err, errlen, "%s: line %d column %d: %s", name, je.line, je.column, je.text);
+        util_seterr(err, errlen, "%s: line %d column %d: %s", name, je.line, je.column, je.text);
     return j;
 }
 
@@ -665,7 +653,7 @@ int bpe_load_vocab_merges(const char *vocab, size_t vocab_len, const char *vocab
         return -1;
     if (!json_is_object(v)) {
         json_decref(v);
-        return fail(err, errlen, "%s: expected a JSON object of token: id", vocab_name);
+        return util_seterr(err, errlen, "%s: expected a JSON object of token: id", vocab_name);
     }
     /* merges: lines "A B"; a first line "#version..." is a comment; \r\n accepted */
     size_t cap = 1024, nm = 0;
@@ -688,7 +676,7 @@ int bpe_load_vocab_merges(const char *vocab, size_t vocab_len, const char *vocab
         if (!sp || sp == s || sp == s + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s)) ||
             memchr(s, 0, len)) {
             char sb[200];
-            rc = fail(err, errlen, "%s: line %ld: expected two tokens separated by one space, got \"%s\"",
+            rc = util_seterr(err, errlen, "%s: line %ld: expected two tokens separated by one space, got \"%s\"",
                       merges_name, line, show(s, len, sb, sizeof sb));
             goto out;
         }
@@ -722,15 +710,15 @@ int bpe_load_tokenizer_json(const char *json, size_t len, const char *name, Bpe 
     json_t *merges = model ? json_object_get(model, "merges") : NULL;
     json_t *type = model ? json_object_get(model, "type") : NULL;
     if (!json_is_object(model)) {
-        fail(err, errlen, "%s: no object \"model\"", name);
+        util_seterr(err, errlen, "%s: no object \"model\"", name);
         goto out;
     }
     if (type && !(json_is_string(type) && !strcmp(json_string_value(type), "BPE"))) {
-        fail(err, errlen, "%s: model.type is not \"BPE\"", name);
+        util_seterr(err, errlen, "%s: model.type is not \"BPE\"", name);
         goto out;
     }
     if (!json_is_object(vocab) || !json_is_array(merges)) {
-        fail(err, errlen, "%s: model.vocab must be an object and model.merges an array", name);
+        util_seterr(err, errlen, "%s: model.vocab must be an object and model.merges an array", name);
         goto out;
     }
     size_t nm = json_array_size(merges);
@@ -754,7 +742,7 @@ int bpe_load_tokenizer_json(const char *json, size_t len, const char *name, Bpe 
                 a = NULL;
         }
         if (!a) {
-            fail(err, errlen, "%s: model.merges[%zu]: expected \"A B\" or [\"A\", \"B\"]", name, i);
+            util_seterr(err, errlen, "%s: model.merges[%zu]: expected \"A B\" or [\"A\", \"B\"]", name, i);
             goto out;
         }
         m[i] = (MergeText){a, b, na, nb, (long)i};
@@ -762,7 +750,7 @@ int bpe_load_tokenizer_json(const char *json, size_t len, const char *name, Bpe 
     json_t *at = json_object_get(root, "added_tokens");
     size_t na = json_is_array(at) ? json_array_size(at) : 0;
     if (at && !json_is_array(at) && !json_is_null(at)) {
-        fail(err, errlen, "%s: added_tokens must be an array", name);
+        util_seterr(err, errlen, "%s: added_tokens must be an array", name);
         goto out;
     }
     added = xmalloc(sizeof(Added) * (na ? na : 1));
@@ -771,7 +759,7 @@ int bpe_load_tokenizer_json(const char *json, size_t len, const char *name, Bpe 
         json_t *sp = json_object_get(e, "special");
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= BPE_MAX_ID ||
             !json_is_string(c) || strlen(json_string_value(c)) != json_string_length(c)) {
-            fail(err, errlen, "%s: added_tokens[%zu]: needs an integer \"id\" in [0, %d) and a string \"content\"",
+            util_seterr(err, errlen, "%s: added_tokens[%zu]: needs an integer \"id\" in [0, %d) and a string \"content\"",
                  name, i, BPE_MAX_ID);
             goto out;
         }
@@ -842,7 +830,7 @@ int bpe_load(const char *dir, Bpe **out, char *err, int errlen)
         int rc;
         if (!b1 || (p2 && !b2)) {
             const char *bad = !b1 ? p1 : p2;
-            rc = fail(err, errlen, "%s: %s", bad, (!b1 ? big1 : big2) ? "not a regular file of at most 1 GiB, or unreadable"
+            rc = util_seterr(err, errlen, "%s: %s", bad, (!b1 ? big1 : big2) ? "not a regular file of at most 1 GiB, or unreadable"
                                                                       : strerror(errno));
         } else if (p2) {
             rc = bpe_load_vocab_merges(b1, n1, p1, b2, n2, p2, out, err, errlen);
@@ -855,7 +843,7 @@ int bpe_load(const char *dir, Bpe **out, char *err, int errlen)
         free(p2);
         return rc;
     }
-    return fail(err, errlen, "%s: no tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or "
+    return util_seterr(err, errlen, "%s: no tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or "
                 "tokenizer.json); scripts/fetch-gpt2-tokenizer.sh fetches GPT-2's", dir);
 }
 
@@ -1223,7 +1211,7 @@ char *bpe_decode(const Bpe *b, const int32_t *ids, size_t n, size_t *len, char *
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= b->vocab || !b->tok_has[ids[i]]) {
-            fail(err, errlen, "token id %d (at position %zu) is not in the vocabulary [0, %d)", ids[i], i, b->vocab);
+            util_seterr(err, errlen, "token id %d (at position %zu) is not in the vocabulary [0, %d)", ids[i], i, b->vocab);
             return NULL;
         }
         total += b->tok_off[ids[i] + 1] - b->tok_off[ids[i]];

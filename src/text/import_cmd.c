@@ -240,15 +240,9 @@ static void report(const ImportConfig *ic, const PrefData *d, JsonlFormat fmt, c
 int cmd_import(int argc, char **argv)
 {
     CliArgs a;
-    cli_parse(argc, argv, &a);
-    if (a.help) {
-        if (util_rank() == 0)
-            usage();
-        return 0;
-    }
-    cli_check_flags(&a, "import", NULL);
     PreferConfig cfg;
-    cli_load_config(&a, &cfg);
+    if (cli_start(argc, argv, "import", usage, NULL, &a, &cfg))
+        return 0;
     const ImportConfig *ic = &cfg.import;
     int rank = dist_rank(), world = dist_size();
     double t0 = now_s();

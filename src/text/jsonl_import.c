@@ -46,18 +46,6 @@ int jsonl_format_parse(const char *name, JsonlFormat *out)
     return -1;
 }
 
-static int seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static int seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, (size_t)errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* ---------------------------------------------------------------- chat template */
 
 static int count_occurrences(const char *s, const char *needle)
@@ -75,13 +63,13 @@ int jsonl_template_check(const JsonlTemplate *t, char *err, int errlen)
     for (int i = 0; i < 3; i++) {
         int k = vals[i] ? count_occurrences(vals[i], CONTENT) : 0;
         if (k != 1)
-            return seterr(err, errlen, "%s = \"%s\" must contain \"" CONTENT "\" exactly once (it has %d)", names[i],
+            return util_seterr(err, errlen, "%s = \"%s\" must contain \"" CONTENT "\" exactly once (it has %d)", names[i],
                           vals[i] ? vals[i] : "", k);
     }
     const char *gp = t->generation_prompt ? t->generation_prompt : "";
     size_t before = (size_t)(strstr(t->assistant, CONTENT) - t->assistant);
     if (strlen(gp) > before || strncmp(t->assistant, gp, strlen(gp)) != 0)
-        return seterr(err, errlen,
+        return util_seterr(err, errlen,
                       "import.template_generation_prompt = \"%s\" must be the beginning of import.template_assistant "
                       "= \"%s\" (the text before " CONTENT "), so that prompt + response is the whole conversation",
                       gp, t->assistant);
@@ -132,7 +120,7 @@ char *jsonl_render(const JsonlTemplate *t, const JsonlMessage *m, size_t n, int 
     if (jsonl_template_check(t, err, errlen) != 0)
         return NULL;
     if (!as_prompt && (n == 0 || strcmp(m[0].role, "assistant") != 0)) {
-        seterr(err, errlen, "a response must start with an assistant message (it starts with %s)",
+        util_seterr(err, errlen, "a response must start with an assistant message (it starts with %s)",
                n ? m[0].role : "nothing");
         return NULL;
     }
@@ -142,7 +130,7 @@ char *jsonl_render(const JsonlTemplate *t, const JsonlMessage *m, size_t n, int 
         const char *tm = role_template(t, m[i].role);
         if (!tm) {
             free(b.p);
-            seterr(err, errlen, "unknown role \"%s\" (expected system, user or assistant)", m[i].role);
+            util_seterr(err, errlen, "unknown role \"%s\" (expected system, user or assistant)", m[i].role);
             return NULL;
         }
         render_one(&b, tm, m[i].content, !as_prompt && i == 0 ? strlen(t->generation_prompt) : 0);
@@ -164,7 +152,7 @@ int64_t jsonl_implicit_split(const char *a, size_t na, const char *b, size_t nb,
     while (lcp > 0 && lcp < lim && ((unsigned char)a[lcp] & 0xC0) == 0x80)
         lcp--;
     if (lcp == na && lcp == nb && !(marker && *marker && memmem(a, na, marker, strlen(marker))))
-        return seterr(err, errlen, "\"chosen\" and \"rejected\" are identical (no prompt can be split off)");
+        return util_seterr(err, errlen, "\"chosen\" and \"rejected\" are identical (no prompt can be split off)");
     size_t split = 0, ml = marker ? strlen(marker) : 0;
     int found = 0;
     if (ml > 0 && ml <= lcp)
@@ -180,10 +168,10 @@ int64_t jsonl_implicit_split(const char *a, size_t na, const char *b, size_t nb,
             split--;
     }
     if (split == 0)
-        return seterr(err, errlen,
+        return util_seterr(err, errlen,
                       "\"chosen\" and \"rejected\" share no beginning, so the implicit prompt would be empty");
     if (split == na || split == nb)
-        return seterr(err, errlen,
+        return util_seterr(err, errlen,
                       "\"%s\" is the shared prompt itself (the other continues it), so its response would be empty",
                       split == na ? "chosen" : "rejected");
     return (int64_t)split;
@@ -211,11 +199,11 @@ static int get_text(json_t *obj, const char *key, const char **out, char *err, i
 {
     json_t *v = json_object_get(obj, key);
     if (!v)
-        return seterr(err, errlen, "\"%s\" is missing", key);
+        return util_seterr(err, errlen, "\"%s\" is missing", key);
     if (!json_is_string(v))
-        return seterr(err, errlen, "\"%s\" is %s, expected a string", key, kind_of(v));
+        return util_seterr(err, errlen, "\"%s\" is %s, expected a string", key, kind_of(v));
     if (json_string_length(v) == 0)
-        return seterr(err, errlen, "\"%s\" is an empty string", key);
+        return util_seterr(err, errlen, "\"%s\" is an empty string", key);
     *out = json_string_value(v);
     return 0;
 }
@@ -228,18 +216,18 @@ static int get_messages(json_t *obj, const char *key, JsonlMessage **out, size_t
     *n = 0;
     json_t *v = json_object_get(obj, key);
     if (!v)
-        return seterr(err, errlen, "\"%s\" is missing", key);
+        return util_seterr(err, errlen, "\"%s\" is missing", key);
     if (!json_is_array(v))
-        return seterr(err, errlen, "\"%s\" is %s, expected a list of messages", key, kind_of(v));
+        return util_seterr(err, errlen, "\"%s\" is %s, expected a list of messages", key, kind_of(v));
     size_t k = json_array_size(v);
     if (k == 0)
-        return seterr(err, errlen, "\"%s\" is an empty list", key);
+        return util_seterr(err, errlen, "\"%s\" is an empty list", key);
     JsonlMessage *m = xmalloc(sizeof *m * k);
     for (size_t i = 0; i < k; i++) {
         json_t *e = json_array_get(v, i), *role, *content;
         if (!json_is_object(e)) {
             free(m);
-            return seterr(err, errlen, "\"%s\"[%zu] is %s, expected a message {\"role\", \"content\"}", key, i,
+            return util_seterr(err, errlen, "\"%s\"[%zu] is %s, expected a message {\"role\", \"content\"}", key, i,
                           kind_of(e));
         }
         role = json_object_get(e, "role");
@@ -247,25 +235,25 @@ static int get_messages(json_t *obj, const char *key, JsonlMessage **out, size_t
         const char *miss = !role ? "role" : !content ? "content" : NULL;
         if (miss) {
             free(m);
-            return seterr(err, errlen, "\"%s\"[%zu].\"%s\" is missing", key, i, miss);
+            return util_seterr(err, errlen, "\"%s\"[%zu].\"%s\" is missing", key, i, miss);
         }
         if (!json_is_string(role) || !json_is_string(content)) {
             json_t *bad = !json_is_string(role) ? role : content;
             free(m);
-            return seterr(err, errlen, "\"%s\"[%zu].\"%s\" is %s, expected a string", key, i,
+            return util_seterr(err, errlen, "\"%s\"[%zu].\"%s\" is %s, expected a string", key, i,
                           bad == role ? "role" : "content", kind_of(bad));
         }
         m[i].role = json_string_value(role);
         m[i].content = json_string_value(content);
         if (strcmp(m[i].role, "system") && strcmp(m[i].role, "user") && strcmp(m[i].role, "assistant")) {
-            int r = seterr(err, errlen, "\"%s\"[%zu].\"role\" is \"%s\", expected system, user or assistant", key, i,
+            int r = util_seterr(err, errlen, "\"%s\"[%zu].\"role\" is \"%s\", expected system, user or assistant", key, i,
                            m[i].role);
             free(m);
             return r;
         }
         if (!*m[i].content && strcmp(m[i].role, "system")) {
             free(m);
-            return seterr(err, errlen, "\"%s\"[%zu].\"content\" is an empty string", key, i);
+            return util_seterr(err, errlen, "\"%s\"[%zu].\"content\" is an empty string", key, i);
         }
     }
     *out = m;
@@ -280,9 +268,9 @@ static int render_to(const JsonlTemplate *t, const char *key, const JsonlMessage
     char why[256];
     *dst = jsonl_render(t, m, n, as_prompt, why, sizeof why);
     if (!*dst)
-        return seterr(err, errlen, "\"%s\": %s", key, why);
+        return util_seterr(err, errlen, "\"%s\": %s", key, why);
     if (!**dst)
-        return seterr(err, errlen, "\"%s\" renders to an empty %s", key, as_prompt ? "prompt" : "response");
+        return util_seterr(err, errlen, "\"%s\" renders to an empty %s", key, as_prompt ? "prompt" : "response");
     return 0;
 }
 
@@ -314,7 +302,7 @@ static int parse_explicit(json_t *o, const JsonlParseOptions *opt, JsonlRecord *
 {
     json_t *p = json_object_get(o, "prompt");
     if (!p)
-        return seterr(err, errlen, "\"prompt\" is missing");
+        return util_seterr(err, errlen, "\"prompt\" is missing");
     if (json_is_array(p)) {
         JsonlMessage *mp = NULL, *mc = NULL, *mr = NULL;
         size_t np, nc, nr;
@@ -337,7 +325,7 @@ static int parse_explicit(json_t *o, const JsonlParseOptions *opt, JsonlRecord *
         get_text(o, "rejected", &rs, err, errlen)) {
         json_t *c = json_object_get(o, "chosen"), *r2 = json_object_get(o, "rejected");
         if (json_is_string(p) && (json_is_array(c) || json_is_array(r2)))
-            return seterr(err, errlen, "\"prompt\" is a string but \"%s\" is a list: all three must be strings, "
+            return util_seterr(err, errlen, "\"prompt\" is a string but \"%s\" is a list: all three must be strings, "
                                        "or all three lists of messages",
                           json_is_array(c) ? "chosen" : "rejected");
         return -1;
@@ -366,12 +354,12 @@ static int parse_implicit_lists(json_t *o, const JsonlParseOptions *opt, JsonlRe
     while (k < nc && k < nr && same_message(&mc[k], &mr[k]))
         k++;
     if (k == 0) {
-        seterr(err, errlen, "\"chosen\" and \"rejected\" share no leading message, so the implicit prompt would be "
+        util_seterr(err, errlen, "\"chosen\" and \"rejected\" share no leading message, so the implicit prompt would be "
                             "empty");
         goto out;
     }
     if (k == nc || k == nr) {
-        seterr(err, errlen, "\"%s\" has no message after the %zu shared ones, so its response would be empty",
+        util_seterr(err, errlen, "\"%s\" has no message after the %zu shared ones, so its response would be empty",
                k == nc ? "chosen" : "rejected", k);
         goto out;
     }
@@ -389,7 +377,7 @@ out:
 static int parse_implicit(json_t *o, const JsonlParseOptions *opt, JsonlRecord *r, char *err, int errlen)
 {
     if (json_object_get(o, "prompt"))
-        return seterr(err, errlen, "has a \"prompt\": that is the explicit layout (import.format = explicit, or auto)");
+        return util_seterr(err, errlen, "has a \"prompt\": that is the explicit layout (import.format = explicit, or auto)");
     json_t *c = json_object_get(o, "chosen");
     if (json_is_array(c))
         return parse_implicit_lists(o, opt, r, err, errlen);
@@ -400,7 +388,7 @@ static int parse_implicit(json_t *o, const JsonlParseOptions *opt, JsonlRecord *
     char why[256];
     int64_t split = jsonl_implicit_split(cs, nc, rs, nr, opt->tmpl.generation_prompt, why, sizeof why);
     if (split < 0)
-        return seterr(err, errlen, "%s", why);
+        return util_seterr(err, errlen, "%s", why);
     rec_alloc(r, JSONL_REC_PAIR, 2);
     r->prompt = strndup(cs, (size_t)split);
     if (!r->prompt)
@@ -420,7 +408,7 @@ static int parse_conversational(json_t *o, const JsonlParseOptions *opt, JsonlRe
             return -1;
         int rc = -1;
         if (strcmp(m[n - 1].role, "assistant") != 0) {
-            seterr(err, errlen, "the last message of \"messages\" is the %s's; it must be the assistant's (the response)",
+            util_seterr(err, errlen, "the last message of \"messages\" is the %s's; it must be the assistant's (the response)",
                    m[n - 1].role);
         } else {
             rec_alloc(r, JSONL_REC_SFT, 1);
@@ -433,11 +421,11 @@ static int parse_conversational(json_t *o, const JsonlParseOptions *opt, JsonlRe
     }
     json_t *c = json_object_get(o, "chosen");
     if (c && !json_is_array(c))
-        return seterr(err, errlen, "\"chosen\" is %s: the conversational layout has lists of messages (strings are "
+        return util_seterr(err, errlen, "\"chosen\" is %s: the conversational layout has lists of messages (strings are "
                                    "import.format = explicit or implicit, or auto)",
                       kind_of(c));
     if (!c && !json_object_get(o, "rejected"))
-        return seterr(err, errlen, "neither \"messages\" nor \"chosen\" and \"rejected\" is present");
+        return util_seterr(err, errlen, "neither \"messages\" nor \"chosen\" and \"rejected\" is present");
     if (json_object_get(o, "prompt"))
         return parse_explicit(o, opt, r, err, errlen);
     return parse_implicit_lists(o, opt, r, err, errlen);
@@ -454,16 +442,16 @@ static int get_score(json_t *e, size_t i, const char *score_key, double *out, ch
             if ((v = json_object_get(e, AUTO[k])))
                 key = AUTO[k];
         if (!v)
-            return seterr(err, errlen,
+            return util_seterr(err, errlen,
                           "\"completions\"[%zu] has no \"score\" (nor \"fine-grained_score\" or \"overall_score\")", i);
     } else if (!(v = json_object_get(e, key))) {
-        return seterr(err, errlen, "\"completions\"[%zu].\"%s\" is missing (import.score_key)", i, key);
+        return util_seterr(err, errlen, "\"completions\"[%zu].\"%s\" is missing (import.score_key)", i, key);
     }
     if (!json_is_number(v))
-        return seterr(err, errlen, "\"completions\"[%zu].\"%s\" is %s, expected a number", i, key, kind_of(v));
+        return util_seterr(err, errlen, "\"completions\"[%zu].\"%s\" is %s, expected a number", i, key, kind_of(v));
     double x = json_number_value(v);
     if (!isfinite(x) || fabs(x) > FLT_MAX)
-        return seterr(err, errlen, "\"completions\"[%zu].\"%s\" = %g does not fit a float32", i, key, x);
+        return util_seterr(err, errlen, "\"completions\"[%zu].\"%s\" = %g does not fit a float32", i, key, x);
     *out = x;
     return 0;
 }
@@ -477,28 +465,28 @@ static int parse_scored(json_t *o, const JsonlParseOptions *opt, JsonlRecord *r,
         return -1;
     json_t *cs = json_object_get(o, "completions");
     if (!cs)
-        return seterr(err, errlen, "\"completions\" is missing");
+        return util_seterr(err, errlen, "\"completions\" is missing");
     if (!json_is_array(cs))
-        return seterr(err, errlen, "\"completions\" is %s, expected a list of {\"text\", \"score\"}", kind_of(cs));
+        return util_seterr(err, errlen, "\"completions\" is %s, expected a list of {\"text\", \"score\"}", kind_of(cs));
     size_t k = json_array_size(cs);
     if (k == 0)
-        return seterr(err, errlen, "\"completions\" is an empty list");
+        return util_seterr(err, errlen, "\"completions\" is an empty list");
     if (k > (1u << 20))
-        return seterr(err, errlen, "\"completions\" has %zu entries (at most 1048576)", k);
+        return util_seterr(err, errlen, "\"completions\" has %zu entries (at most 1048576)", k);
     rec_alloc(r, JSONL_REC_SCORED, (int)k);
     r->prompt = xstrdup(ps);
     for (size_t i = 0; i < k; i++) {
         json_t *e = json_array_get(cs, i);
         if (!json_is_object(e))
-            return seterr(err, errlen, "\"completions\"[%zu] is %s, expected {\"text\", \"score\"}", i, kind_of(e));
+            return util_seterr(err, errlen, "\"completions\"[%zu] is %s, expected {\"text\", \"score\"}", i, kind_of(e));
         const char *tk = json_object_get(e, "text") || !json_object_get(e, "response") ? "text" : "response";
         json_t *t = json_object_get(e, tk);
         if (!t)
-            return seterr(err, errlen, "\"completions\"[%zu].\"text\" is missing", i);
+            return util_seterr(err, errlen, "\"completions\"[%zu].\"text\" is missing", i);
         if (!json_is_string(t))
-            return seterr(err, errlen, "\"completions\"[%zu].\"%s\" is %s, expected a string", i, tk, kind_of(t));
+            return util_seterr(err, errlen, "\"completions\"[%zu].\"%s\" is %s, expected a string", i, tk, kind_of(t));
         if (json_string_length(t) == 0)
-            return seterr(err, errlen, "\"completions\"[%zu].\"%s\" is an empty string", i, tk);
+            return util_seterr(err, errlen, "\"completions\"[%zu].\"%s\" is an empty string", i, tk);
         if (get_score(e, i, opt->score_key, &r->score[i], err, errlen))
             return -1;
         r->response[i] = xstrdup(json_string_value(t));
@@ -514,11 +502,11 @@ static json_t *load_object(const char *line, size_t len, char *err, int errlen)
     json_error_t je;
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!o) {
-        seterr(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
+        util_seterr(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
         return NULL;
     }
     if (!json_is_object(o)) {
-        seterr(err, errlen, "the line is %s, expected a JSON object", kind_of(o));
+        util_seterr(err, errlen, "the line is %s, expected a JSON object", kind_of(o));
         json_decref(o);
         return NULL;
     }
@@ -538,7 +526,7 @@ int jsonl_parse_line(const char *line, size_t len, const JsonlParseOptions *o, J
     case JSONL_IMPLICIT: rc = parse_implicit(obj, o, rec, err, errlen); break;
     case JSONL_CONVERSATIONAL: rc = parse_conversational(obj, o, rec, err, errlen); break;
     case JSONL_SCORED: rc = parse_scored(obj, o, rec, err, errlen); break;
-    default: rc = seterr(err, errlen, "no layout given (import.format = auto is resolved before parsing)");
+    default: rc = util_seterr(err, errlen, "no layout given (import.format = auto is resolved before parsing)");
     }
     json_decref(obj);
     if (rc != 0)
@@ -723,7 +711,7 @@ static void scratch_free(Scratch *w)
 static int encode(const JsonlImportOptions *o, const char *text, BpeIds *out, char *err, int errlen)
 {
     if (o->encode(o->encode_ctx, text, strlen(text), out) != 0)
-        return seterr(err, errlen, "the tokenizer failed on the text");
+        return util_seterr(err, errlen, "the tokenizer failed on the text");
     return 0;
 }
 
@@ -752,10 +740,10 @@ static int add_record(const JsonlImportOptions *o, const JsonlRecord *r, JsonlSh
     }
     int64_t plen = (int64_t)w->prompt.n;
     if (plen == 0 || w->resp.n == 0)
-        return seterr(err, errlen, "the tokenizer returned no tokens for a non-empty text");
+        return util_seterr(err, errlen, "the tokenizer returned no tokens for a non-empty text");
     for (int i = 0; i < n; i++)
         if (w->rlen[i] == 0)
-            return seterr(err, errlen, "the tokenizer returned no tokens for a non-empty response");
+            return util_seterr(err, errlen, "the tokenizer returned no tokens for a non-empty response");
     if (jsonl_fit(&o->limits, &plen, w->rlen, n, r->kind == JSONL_REC_PAIR, w->keep, &s->counts) == 0)
         return 0;
 
@@ -927,7 +915,7 @@ int jsonl_import_range(FILE *f, int64_t start, int64_t end, int64_t first_line, 
     if (start >= end)
         return 0;
     if (fseeko(f, (off_t)start, SEEK_SET) != 0)
-        return seterr(err, errlen, "%s: cannot seek to byte %lld: %s", o->path, (long long)start, strerror(errno));
+        return util_seterr(err, errlen, "%s: cannot seek to byte %lld: %s", o->path, (long long)start, strerror(errno));
     char *buf = NULL, why[512];
     size_t cap = 0;
     ssize_t got;
@@ -946,7 +934,7 @@ int jsonl_import_range(FILE *f, int64_t start, int64_t end, int64_t first_line, 
             JsonlRecord rec;
             if (jsonl_parse_line(line, len, &o->parse, &rec, why, sizeof why) != 0) {
                 if (!o->skip_malformed) {
-                    rc = seterr(err, errlen, "%s:%lld: %s", o->path, (long long)no, why);
+                    rc = util_seterr(err, errlen, "%s:%lld: %s", o->path, (long long)no, why);
                     break;
                 }
                 if (s->counts.malformed < WARN_SKIPPED)
@@ -959,7 +947,7 @@ int jsonl_import_range(FILE *f, int64_t start, int64_t end, int64_t first_line, 
                 rc = add_record(o, &rec, s, &w, why, sizeof why);
                 jsonl_record_free(&rec);
                 if (rc != 0) {
-                    seterr(err, errlen, "%s:%lld: %s", o->path, (long long)no, why);
+                    util_seterr(err, errlen, "%s:%lld: %s", o->path, (long long)no, why);
                     break;
                 }
             }
@@ -967,7 +955,7 @@ int jsonl_import_range(FILE *f, int64_t start, int64_t end, int64_t first_line, 
         no++;
     }
     if (rc == 0 && ferror(f))
-        rc = seterr(err, errlen, "%s: read error near byte %lld: %s", o->path, (long long)at, strerror(errno));
+        rc = util_seterr(err, errlen, "%s: read error near byte %lld: %s", o->path, (long long)at, strerror(errno));
     free(buf);
     scratch_free(&w);
     if (rc != 0)

@@ -87,3 +87,17 @@ void cli_print_config(const PreferConfig *cfg)
     say("# effective config (%s)\n%s# end of config\n", cfg->source && *cfg->source ? cfg->source : "defaults", t);
     free(t);
 }
+
+int cli_start(int argc, char **argv, const char *cmd, void (*usage)(void), const char *const *allowed, CliArgs *a,
+              PreferConfig *cfg)
+{
+    cli_parse(argc, argv, a);
+    if (a->help) {
+        if (util_rank() == 0)
+            usage();
+        return 1;
+    }
+    cli_check_flags(a, cmd, allowed);
+    cli_load_config(a, cfg);
+    return 0;
+}

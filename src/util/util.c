@@ -216,3 +216,14 @@ void util_copy_file(const char *src, const char *dst, int atomic)
 }
 
 int util_file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int util_seterr(char *err, int errlen, const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, (size_t)errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
