@@ -24,7 +24,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,17 +36,6 @@
 #define HF_MAX_HEADER ((uint64_t)100 << 20)
 #define HF_MAX_DIMS 8
 
-static void seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
-static void seterr(char *err, int errlen, const char *fmt, ...)
-{
-    if (!err || errlen <= 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------ config.json */
 
 /* Integer key: 0 and *out when present, 1 when absent or null, -1 (err) when not an
@@ -58,12 +46,12 @@ static int cfg_int(json_t *root, const char *key, long long lo, long long hi, in
     if (!v || json_is_null(v))
         return 1;
     if (!json_is_integer(v)) {
-        seterr(err, errlen, "\"%s\" must be an integer", key);
+        util_seterr(err, errlen, "\"%s\" must be an integer", key);
         return -1;
     }
     long long x = json_integer_value(v);
     if (x < lo || x > hi) {
-        seterr(err, errlen, "\"%s\" = %lld is outside [%lld, %lld]", key, x, lo, hi);
+        util_seterr(err, errlen, "\"%s\" = %lld is outside [%lld, %lld]", key, x, lo, hi);
         return -1;
     }
     *out = (int)x;
@@ -77,11 +65,11 @@ static int cfg_bool_is(json_t *root, const char *key, int want, const char *why,
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_boolean(v)) {
-        seterr(err, errlen, "\"%s\" must be true or false", key);
+        util_seterr(err, errlen, "\"%s\" must be true or false", key);
         return -1;
     }
     if (json_is_true(v) != want) {
-        seterr(err, errlen, "\"%s\" is %s: %s", key, want ? "false" : "true", why);
+        util_seterr(err, errlen, "\"%s\" is %s: %s", key, want ? "false" : "true", why);
         return -1;
     }
     return 0;
@@ -92,17 +80,17 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
     json_error_t je;
     json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        seterr(err, errlen, "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        util_seterr(err, errlen, "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return -1;
     }
     int rc = -1;
     if (!json_is_object(root)) {
-        seterr(err, errlen, "not a JSON object");
+        util_seterr(err, errlen, "not a JSON object");
         goto out;
     }
     json_t *v = json_object_get(root, "model_type");
     if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "gpt2"))) {
-        seterr(err, errlen, "\"model_type\" is %s, expected \"gpt2\" (prefer imports GPT-2 models only)",
+        util_seterr(err, errlen, "\"model_type\" is %s, expected \"gpt2\" (prefer imports GPT-2 models only)",
                json_is_string(v) ? json_string_value(v) : "not a string");
         goto out;
     }
@@ -111,7 +99,7 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
     if (v) {
         const char *s = json_is_string(v) ? json_string_value(v) : NULL;
         if (!s || (strcmp(s, "gelu_new") && strcmp(s, "gelu_pytorch_tanh"))) {
-            seterr(err, errlen,
+            util_seterr(err, errlen,
                    "\"activation_function\" is \"%s\": prefer's GPT-2 uses GELU in its tanh approximation "
                    "(\"gelu_new\") only",
                    s ? s : "(not a string)");
@@ -121,12 +109,12 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
     v = json_object_get(root, "layer_norm_epsilon");
     if (v) {
         if (!json_is_number(v)) {
-            seterr(err, errlen, "\"layer_norm_epsilon\" must be a number");
+            util_seterr(err, errlen, "\"layer_norm_epsilon\" must be a number");
             goto out;
         }
         double eps = json_number_value(v);
         if (fabs(eps - 1e-5) > 1e-12) {
-            seterr(err, errlen, "\"layer_norm_epsilon\" is %g: prefer's LayerNorm uses 1e-5 only", eps);
+            util_seterr(err, errlen, "\"layer_norm_epsilon\" is %g: prefer's LayerNorm uses 1e-5 only", eps);
             goto out;
         }
     }
@@ -148,7 +136,7 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
         if (r < 0)
             goto out;
         if (r > 0) {
-            seterr(err, errlen, "\"%s\" is missing", dims[i].key);
+            util_seterr(err, errlen, "\"%s\" is missing", dims[i].key);
             goto out;
         }
     }
@@ -158,11 +146,11 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
     if (r < 0)
         goto out;
     if (r > 0) {
-        seterr(err, errlen, "\"n_positions\" (or \"n_ctx\") is missing");
+        util_seterr(err, errlen, "\"n_positions\" (or \"n_ctx\") is missing");
         goto out;
     }
     if (d->n_embd % d->n_head != 0) {
-        seterr(err, errlen, "\"n_embd\" = %d is not a multiple of \"n_head\" = %d", d->n_embd, d->n_head);
+        util_seterr(err, errlen, "\"n_embd\" = %d is not a multiple of \"n_head\" = %d", d->n_embd, d->n_head);
         goto out;
     }
     int inner = 0;
@@ -170,7 +158,7 @@ int hf_parse_config(const char *text, size_t n, GptDims *d, char *err, int errle
     if (r < 0)
         goto out;
     if (r == 0 && inner != 4 * d->n_embd) {
-        seterr(err, errlen, "\"n_inner\" = %d: prefer's MLP is 4 * n_embd = %d wide", inner, 4 * d->n_embd);
+        util_seterr(err, errlen, "\"n_inner\" = %d: prefer's MLP is 4 * n_embd = %d wide", inner, 4 * d->n_embd);
         goto out;
     }
     rc = 0;
@@ -333,24 +321,24 @@ static int parse_entry(const char *key, json_t *v, uint64_t data_len, StEntry *e
     memset(e, 0, sizeof *e);
     e->name = key;
     if (!json_is_object(v)) {
-        seterr(err, errlen, "tensor \"%s\": header entry is not a JSON object", key);
+        util_seterr(err, errlen, "tensor \"%s\": header entry is not a JSON object", key);
         return -1;
     }
     json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
            *off = json_object_get(v, "data_offsets");
     if (!json_is_string(dt) || !json_is_array(sh) || !json_is_array(off)) {
-        seterr(err, errlen, "tensor \"%s\": needs \"dtype\" (string), \"shape\" and \"data_offsets\" (arrays)", key);
+        util_seterr(err, errlen, "tensor \"%s\": needs \"dtype\" (string), \"shape\" and \"data_offsets\" (arrays)", key);
         return -1;
     }
     e->dtype = json_string_value(dt);
     e->esize = dtype_size(e->dtype);
     if (!e->esize) {
-        seterr(err, errlen, "tensor \"%s\": unknown dtype \"%s\"", key, e->dtype);
+        util_seterr(err, errlen, "tensor \"%s\": unknown dtype \"%s\"", key, e->dtype);
         return -1;
     }
     size_t nd = json_array_size(sh);
     if (nd > HF_MAX_DIMS) {
-        seterr(err, errlen, "tensor \"%s\": %zu dimensions (at most %d)", key, nd, HF_MAX_DIMS);
+        util_seterr(err, errlen, "tensor \"%s\": %zu dimensions (at most %d)", key, nd, HF_MAX_DIMS);
         return -1;
     }
     e->ndim = (int)nd;
@@ -359,7 +347,7 @@ static int parse_entry(const char *key, json_t *v, uint64_t data_len, StEntry *e
     for (size_t i = 0; i < nd; i++) {
         json_t *x = json_array_get(sh, i);
         if (!json_is_integer(x) || json_integer_value(x) < 0) {
-            seterr(err, errlen, "tensor \"%s\": shape[%zu] is not a non-negative integer", key, i);
+            util_seterr(err, errlen, "tensor \"%s\": shape[%zu] is not a non-negative integer", key, i);
             return -1;
         }
         e->shape[i] = json_integer_value(x);
@@ -372,13 +360,13 @@ static int parse_entry(const char *key, json_t *v, uint64_t data_len, StEntry *e
     json_t *b = json_array_get(off, 0), *en = json_array_get(off, 1);
     if (json_array_size(off) != 2 || !json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||
         json_integer_value(en) < 0) {
-        seterr(err, errlen, "tensor \"%s\": data_offsets must be two non-negative integers [begin, end]", key);
+        util_seterr(err, errlen, "tensor \"%s\": data_offsets must be two non-negative integers [begin, end]", key);
         return -1;
     }
     e->begin = (uint64_t)json_integer_value(b);
     e->end = (uint64_t)json_integer_value(en);
     if (e->begin > e->end || e->end > data_len) {
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "tensor \"%s\": data_offsets [%llu, %llu] out of range: the data is %llu bytes (file truncated?)",
                key, (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)data_len);
         return -1;
@@ -390,7 +378,7 @@ static int parse_entry(const char *key, json_t *v, uint64_t data_len, StEntry *e
             snprintf(need, sizeof need, "more than 2^64");
         else
             snprintf(need, sizeof need, "%llu", (unsigned long long)(numel * (uint64_t)e->esize));
-        seterr(err, errlen, "tensor \"%s\": shape %s of %s needs %s bytes, data_offsets give %llu", key, s,
+        util_seterr(err, errlen, "tensor \"%s\": shape %s of %s needs %s bytes, data_offsets give %llu", key, s,
                e->dtype, need, (unsigned long long)(e->end - e->begin));
         return -1;
     }
@@ -416,7 +404,7 @@ static int check_tiling(StEntry *e, size_t n, uint64_t data_len, char *err, int 
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (o[i]->begin != at) {
-            seterr(err, errlen, "tensor \"%s\": data_offsets begin at %llu, %s (tensors must tile the data)",
+            util_seterr(err, errlen, "tensor \"%s\": data_offsets begin at %llu, %s (tensors must tile the data)",
                    o[i]->name, (unsigned long long)o[i]->begin,
                    o[i]->begin > at ? "leaving a gap after the previous tensor" : "overlapping the previous tensor");
             rc = -1;
@@ -424,7 +412,7 @@ static int check_tiling(StEntry *e, size_t n, uint64_t data_len, char *err, int 
         at = o[i]->end;
     }
     if (rc == 0 && at != data_len) {
-        seterr(err, errlen, "the tensors cover %llu bytes of data, the file has %llu after the header",
+        util_seterr(err, errlen, "the tensors cover %llu bytes of data, the file has %llu after the header",
                (unsigned long long)at, (unsigned long long)data_len);
         rc = -1;
     }
@@ -446,7 +434,7 @@ static int classify(const Gpt *m, char (*names)[64], const char *key, char *err,
     for (int i = 0; i < m->n_tensors; i++)
         if (!strcmp(s, names[i]))
             return i;
-    seterr(err, errlen,
+    util_seterr(err, errlen,
            "tensor \"%s\" is not part of a GPT-2 with n_layer %d (does config.json belong to this "
            "model.safetensors? prefer imports GPT2Model / GPT2LMHeadModel weights only)",
            key, m->d.n_layer);
@@ -457,7 +445,7 @@ static int check_dtype_shape(const Gpt *m, const StEntry *e, char *err, int errl
 {
     const GptTensor *t = e->model >= 0 ? &m->tensors[e->model] : &m->tensors[0]; /* lm_head: as wte */
     if (strcmp(e->dtype, "F32") && strcmp(e->dtype, "F16") && strcmp(e->dtype, "BF16")) {
-        seterr(err, errlen, "tensor \"%s\": dtype %s is not supported (F32, F16 or BF16)", e->name, e->dtype);
+        util_seterr(err, errlen, "tensor \"%s\": dtype %s is not supported (F32, F16 or BF16)", e->name, e->dtype);
         return -1;
     }
     int64_t want[2];
@@ -471,7 +459,7 @@ static int check_dtype_shape(const Gpt *m, const StEntry *e, char *err, int errl
         char got[160], exp[160];
         shape_str(got, sizeof got, e->shape, e->ndim);
         shape_str(exp, sizeof exp, want, t->ndim);
-        seterr(err, errlen,
+        util_seterr(err, errlen,
                "tensor \"%s\" has shape %s, expected %s%s (config: vocab_size %d, n_positions %d, n_embd %d)",
                e->name, got, exp, tr ? " (Conv1D: in, out)" : "", m->d.vocab_size, m->d.context, m->d.n_embd);
         return -1;
@@ -500,19 +488,19 @@ static void convert(const StEntry *e, const uint8_t *data, const GptTensor *t, f
 int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int errlen)
 {
     if (n < 8) {
-        seterr(err, errlen, "%zu bytes: too short for the 8-byte header length (truncated?)", n);
+        util_seterr(err, errlen, "%zu bytes: too short for the 8-byte header length (truncated?)", n);
         return -1;
     }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | buf[i];
     if (hlen > n - 8) {
-        seterr(err, errlen, "header length %llu is larger than the rest of the file (%zu bytes; truncated, or not "
+        util_seterr(err, errlen, "header length %llu is larger than the rest of the file (%zu bytes; truncated, or not "
                "a safetensors file?)", (unsigned long long)hlen, n - 8);
         return -1;
     }
     if (hlen > HF_MAX_HEADER || hlen < 2) {
-        seterr(err, errlen, "header length %llu is outside [2, %llu] (not a safetensors file?)",
+        util_seterr(err, errlen, "header length %llu is outside [2, %llu] (not a safetensors file?)",
                (unsigned long long)hlen, (unsigned long long)HF_MAX_HEADER);
         return -1;
     }
@@ -521,7 +509,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     json_error_t je;
     json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        seterr(err, errlen, "header is not valid JSON: %s (at byte %d of the header)", je.text, je.position);
+        util_seterr(err, errlen, "header is not valid JSON: %s (at byte %d of the header)", je.text, je.position);
         return -1;
     }
     int rc = -1;
@@ -529,7 +517,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     int *where = NULL;
     char(*names)[64] = NULL;
     if (!json_is_object(root)) {
-        seterr(err, errlen, "header is not a JSON object");
+        util_seterr(err, errlen, "header is not a JSON object");
         goto out;
     }
     size_t ne = 0, cap = json_object_size(root);
@@ -539,7 +527,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "__metadata__")) {
             if (!json_is_object(v)) {
-                seterr(err, errlen, "\"__metadata__\" is not a JSON object");
+                util_seterr(err, errlen, "\"__metadata__\" is not a JSON object");
                 goto out;
             }
             continue;
@@ -567,7 +555,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
             lm_head = (int)k;
         if (e[k].model >= 0) {
             if (where[e[k].model] >= 0) {
-                seterr(err, errlen, "tensor \"%s\" is given twice (as \"%s\" and \"%s\")", m->tensors[e[k].model].name,
+                util_seterr(err, errlen, "tensor \"%s\" is given twice (as \"%s\" and \"%s\")", m->tensors[e[k].model].name,
                        e[where[e[k].model]].name, e[k].name);
                 goto out;
             }
@@ -578,7 +566,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
     }
     for (int i = 0; i < m->n_tensors; i++)
         if (where[i] < 0) {
-            seterr(err, errlen, "tensor \"%s\" is missing (with or without the \"transformer.\" prefix)", names[i]);
+            util_seterr(err, errlen, "tensor \"%s\" is missing (with or without the \"transformer.\" prefix)", names[i]);
             goto out;
         }
 
@@ -588,7 +576,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
         float *dst = m->params + t->offset;
         convert(&e[where[i]], data, t, dst);
         if (!all_finite(dst, t->numel)) {
-            seterr(err, errlen, "tensor \"%s\" holds non-finite values (NaN or Inf)", e[where[i]].name);
+            util_seterr(err, errlen, "tensor \"%s\" holds non-finite values (NaN or Inf)", e[where[i]].name);
             goto out;
         }
     }
@@ -599,7 +587,7 @@ int hf_parse_safetensors(const uint8_t *buf, size_t n, Gpt *m, char *err, int er
         for (size_t k = 0; k < m->tensors[0].numel; k++) {
             float x = read_elem(data + h->begin + k * es, h->dtype);
             if (memcmp(&x, &wte[k], sizeof x) != 0) {
-                seterr(err, errlen,
+                util_seterr(err, errlen,
                        "\"lm_head.weight\" differs from \"wte.weight\" (element %zu): an untied LM head, but "
                        "prefer ties the head to the token embedding",
                        k);

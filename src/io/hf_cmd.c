@@ -100,12 +100,6 @@ static void write_file_atomic(const char *path, const void *data, size_t n)
     free(tmp);
 }
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* Parameters of a GPT-2 of dims d (gpt.h's layout), as a double: the dims may be absurd. */
 static double num_params(const GptDims *d)
 {
@@ -222,16 +216,6 @@ static void export_usage(void)
            "FILE.tmp and renamed. docs/hf.md.\n");
 }
 
-/* Copy src to dst (atomically); returns the bytes copied. */
-static size_t copy_file(const char *src, const char *dst)
-{
-    size_t n;
-    char *b = read_file(src, (size_t)1 << 30, &n);
-    write_file_atomic(dst, b, n);
-    free(b);
-    return n;
-}
-
 /* Check a vocab.json (token -> id) fits the model: every id in [0, V). Returns its size. */
 static size_t check_vocab(const char *path, int V, int *has_eot)
 {
@@ -260,14 +244,14 @@ static void export_tokenizer(const char *tokdir, const char *dir, const GptDims 
     char *src_v = NULL, *src_m = NULL;
     for (int i = 0; i < 2 && !src_v; i++) {
         char *p = xasprintf("%s/%s", tokdir, vocab[i]);
-        if (file_exists(p))
+        if (util_file_exists(p))
             src_v = p;
         else
             free(p);
     }
     for (int i = 0; i < 2 && !src_m; i++) {
         char *p = xasprintf("%s/%s", tokdir, merges[i]);
-        if (file_exists(p))
+        if (util_file_exists(p))
             src_m = p;
         else
             free(p);
@@ -280,17 +264,17 @@ static void export_tokenizer(const char *tokdir, const char *dir, const GptDims 
     if (nv != (size_t)d->vocab_size)
         warn("export-hf: %s has %zu tokens, the model's vocab_size is %d", src_v, nv, d->vocab_size);
     char *dst = xasprintf("%s/vocab.json", dir);
-    copy_file(src_v, dst);
+    util_copy_file(src_v, dst, 1);
     free(dst);
     dst = xasprintf("%s/merges.txt", dir);
-    copy_file(src_m, dst);
+    util_copy_file(src_m, dst, 1);
     free(dst);
     int have_tc = 0;
     static const char *const extra[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
     for (int i = 0; i < 3; i++) {
         char *s = xasprintf("%s/%s", tokdir, extra[i]), *t = xasprintf("%s/%s", dir, extra[i]);
-        if (file_exists(s)) {
-            copy_file(s, t);
+        if (util_file_exists(s)) {
+            util_copy_file(s, t, 1);
             have_tc |= i == 1;
         }
         free(s);

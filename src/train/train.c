@@ -35,6 +35,16 @@ static int64_t example_len(const PrefData *d, int64_t e) { return prompt_len(d, 
 
 static int is_pref(const PreferConfig *cfg) { return strcmp(cfg->train.objective, "sft") != 0; }
 
+/* Tokens fed for a pair: the prompt and each branch without its last token (a branch's last
+ * token is only predicted, never an input), packed (prompt | chosen | rejected) when shared,
+ * else the longer of the two sequences. So a pair whose prompt + response is context + 1
+ * tokens fits, as for SFT. */
+static int branch_in(int len) { return len > 0 ? len - 1 : 0; }
+static int pair_seq_len(int share, int lp, int lc, int lr)
+{
+    return share ? lp + branch_in(lc) + branch_in(lr) : lp + branch_in(lc > lr ? lc : lr);
+}
+
 void trainer_model_shape(const PreferConfig *cfg, const PrefData *d, int *max_batch, int *max_seq)
 {
     int ctx = cfg->model.context, B = cfg->train.micro_batch;
@@ -58,7 +68,7 @@ void trainer_model_shape(const PreferConfig *cfg, const PrefData *d, int *max_ba
         if (need > ctx)
             die_user("%s: pair %lld is %d tokens (prompt + longer response) with model.context = %d",
                      cfg->train.data, (long long)i, need + 1, ctx);
-        int len = cfg->train.prefix_sharing ? lp + lc + lr : lp + (lc > lr ? lc : lr);
+        int len = pair_seq_len(cfg->train.prefix_sharing, lp, lc, lr);
         longest = len > longest ? len : longest;
     }
     *max_batch = cfg->train.prefix_sharing ? B : 2 * B;
@@ -248,7 +258,7 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
     for (int b = 0; b < B; b++) {
         int64_t c = ids[2 * b], r = ids[2 * b + 1], p = d->response_prompt[c];
         int lp = prompt_len(d, p), lc = resp_len(d, c), lr = resp_len(d, r);
-        int n = t->share ? lp + lc + lr : lp + (lc > lr ? lc : lr);
+        int n = pair_seq_len(t->share, lp, lc, lr);
         T = n > T ? n : T;
     }
     int S = t->share ? B : 2 * B;
@@ -263,24 +273,24 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
         if (t->share) {
             int base = b * T;
             int at = put_tokens(pt, lp, t->tok, t->pos, base, 0);
-            at = put_tokens(ct, lc, t->tok, t->pos, at, lp);
-            put_tokens(rt, lr, t->tok, t->pos, at, lp);
+            at = put_tokens(ct, branch_in(lc), t->tok, t->pos, at, lp);
+            put_tokens(rt, branch_in(lr), t->tok, t->pos, at, lp);
             t->skip[2 * b] = lp;
-            t->skip[2 * b + 1] = lp + lc;
+            t->skip[2 * b + 1] = lp + branch_in(lc);
             for (int k = 0; k < lc; k++) {
                 t->row[nr] = base + lp - 1 + k;
                 t->tgt[nr] = ct[k];
                 t->row_pair[nr++] = b;
             }
             for (int k = 0; k < lr; k++) {
-                t->row[nr] = base + (k == 0 ? lp - 1 : lp + lc + k - 1);
+                t->row[nr] = base + (k == 0 ? lp - 1 : lp + branch_in(lc) + k - 1);
                 t->tgt[nr] = rt[k];
                 t->row_pair[nr++] = -1 - b;
             }
         } else {
             int bc = (2 * b) * T, br = (2 * b + 1) * T;
-            put_tokens(ct, lc, t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, bc, 0), lp);
-            put_tokens(rt, lr, t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, br, 0), lp);
+            put_tokens(ct, branch_in(lc), t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, bc, 0), lp);
+            put_tokens(rt, branch_in(lr), t->tok, t->pos, put_tokens(pt, lp, t->tok, t->pos, br, 0), lp);
             for (int k = 0; k < lc; k++) {
                 t->row[nr] = bc + lp - 1 + k;
                 t->tgt[nr] = ct[k];
@@ -550,7 +560,7 @@ void trainer_grad(Trainer *t, StepStats *st)
             int64_t c = d->pair_chosen[ex[i]], r = d->pair_rejected[ex[i]];
             int lp = prompt_len(d, d->response_prompt[c]), lc = resp_len(d, c), lr = resp_len(d, r);
             cnt[0] += lc + lr;
-            cnt[1] += t->share ? lp + lc + lr : 2 * lp + lc + lr;
+            cnt[1] += t->share ? pair_seq_len(1, lp, lc, lr) : 2 * lp + branch_in(lc) + branch_in(lr);
         }
     }
     dist_allreduce_sum_f64(cnt, 2);

@@ -51,5 +51,20 @@ fi
     && ok "eval line" || { bad "eval"; cat "$T/log"; }
 "$P" info "$T/dpo/run.h5" | grep -q "table /eval *1 rows" && ok "eval appended a row to the policy's run log" \
     || { bad "no eval row in $T/dpo/run.h5"; "$P" info "$T/dpo/run.h5" | head -20; }
+# a pair whose prompt + response is context + 1 tokens fits (the last token is only predicted),
+# with and without prefix sharing, and both give the same loss
+L="--set model.context=32 --set synth.prompt_len=8 --set synth.response_len=25 --set synth.n_prompts=16"
+# shellcheck disable=SC2086
+"$P" synth $L --set synth.out=$T/long.h5 --set synth.sft_out=$T/long-sft.h5 --set synth.heldout_out= >"$T/log" 2>&1 \
+    && "$P" train $L --set train.data=$T/long-sft.h5 --set train.out_dir=$T/long-sft --set train.steps=2 >>"$T/log" 2>&1 \
+    || { bad "long synth/sft"; tail "$T/log"; }
+for ps in true false; do
+    # shellcheck disable=SC2086
+    "$P" train $L --set train.objective=dpo --set train.data=$T/long.h5 --set model.init_from=$T/long-sft/latest.h5 \
+        --set train.out_dir=$T/long-$ps --set train.steps=2 --set train.micro_batch=4 --set train.prefix_sharing=$ps \
+        >"$T/long-$ps.log" 2>&1 || { bad "dpo on context + 1 tokens (prefix_sharing $ps)"; tail -3 "$T/long-$ps.log"; }
+done
+a=$(grep "train: done" "$T/long-true.log" | sed 's/.*loss //'); b=$(grep "train: done" "$T/long-false.log" | sed 's/.*loss //')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "dpo on pairs of context + 1 tokens, shared = unshared ($a)" || bad "context + 1: '$a' vs '$b'"
 echo "pipeline: $fails failure(s)"
 [ "$fails" -eq 0 ]
