@@ -42,8 +42,9 @@ char *h5u_read_attr_str(hid_t obj, const char *name);
 int h5u_read_attr_i64(hid_t obj, const char *name, int64_t *out);
 int h5u_read_attr_f64(hid_t obj, const char *name, double *out);
 
-/* Create a 1-D (or N-D with dims) dataset at path (intermediate groups created), chunked and
- * deflate-compressed when large enough, and write data. type: H5T_NATIVE_FLOAT etc. */
+/* Create a 1-D (or N-D with dims) dataset at path (intermediate groups created) and write
+ * data: integer datasets chunked, shuffled and deflate-compressed when large enough, float
+ * ones contiguous. type: H5T_NATIVE_FLOAT etc. */
 void h5u_write_array(hid_t file, const char *path, hid_t type, int ndim, const hsize_t *dims,
                      const void *data);
 /* Read a whole dataset at path; checks it has the expected class (H5T_INTEGER/H5T_FLOAT)

@@ -854,9 +854,11 @@ static double *ref_logps(const PreferConfig *cfg, const char *ref, const PrefDat
     if (longest > d.context)
         die_user("reference %s: context %d is shorter than the longest prompt + response (%d)", ref, d.context,
                  longest + 1);
+    /* the cache key needs only the weights: activations for the forward passes are
+     * allocated on a cache miss only (at GPT-2 124M they are ~4 GiB) */
     Gpt m;
     int batch = cfg->train.micro_batch * 2;
-    gpt_init_seq(&m, &d, batch, longest);
+    gpt_init_seq(&m, &d, 1, 1);
     ckpt_load(ref, &m, NULL, NULL);
     char hash[17];
     reflogp_model_hash(&m, hash);
@@ -887,6 +889,9 @@ static double *ref_logps(const PreferConfig *cfg, const char *ref, const PrefDat
         say("reference: %s (hash %s): log-probs of %lld responses from the cache in %s\n", ref, hash,
             (long long)data->n_responses, cfg->train.data);
     } else {
+        gpt_free(&m);
+        gpt_init_seq(&m, &d, batch, longest);
+        ckpt_load(ref, &m, NULL, NULL);
         if (shard)
             reflogp_compute_shard(&m, shard, rank, world, batch, v);
         else
