@@ -16,18 +16,19 @@ CFG="${CFG:-configs/experiments/iterate/tabular.cfg}"
 OUT="${OUT:-iter-out}"
 ROUNDS="${ROUNDS:-12}"
 W="${W:-6}"
-STEPS="${STEPS:-150}"   # training steps per round: more bring each round closer to its IPO optimum
+STEPS="${STEPS:-150}"
+RUN="${RUN:-}"   # e.g. RUN="mpirun -np 2" or "srun --mpi=pmix"   # training steps per round: more bring each round closer to its IPO optimum
 POINTS="${POINTS:-cyclic 0 1 1;cyclic 0 0.1 1;cyclic 0.5 0.5 1;cyclic 0.5 0.25 1;bt 0 0.5 1;bt 1 0.5 1}"
 if [ ! -f "$OUT/sft/latest.h5" ]; then
-    "$P" synth "$CFG" --set synth.sft_out="$OUT/sft.h5" --set synth.out="$OUT/prompts-all.h5" \
+    $RUN "$P" synth "$CFG" --set synth.sft_out="$OUT/sft.h5" --set synth.out="$OUT/prompts-all.h5" \
         --set synth.heldout_out="$OUT/prompts.h5" | grep "wrote" || true
-    "$P" train "$CFG" --set model.init_from= --set train.data="$OUT/sft.h5" --set train.out_dir="$OUT/sft" \
+    $RUN "$P" train "$CFG" --set model.init_from= --set train.data="$OUT/sft.h5" --set train.out_dir="$OUT/sft" \
         | grep "done" || true
 fi
 echo "$POINTS" | tr ';' '\n' | while read -r oracle alpha tau lambda; do
     [ -n "$oracle" ] || continue
     d="$OUT/$oracle-a$alpha-t$tau-l$lambda"
-    "$P" iterate "$CFG" --set model.init_from="$OUT/sft/latest.h5" --set iterate.data="$OUT/prompts.h5" \
+    $RUN "$P" iterate "$CFG" --set model.init_from="$OUT/sft/latest.h5" --set iterate.data="$OUT/prompts.h5" \
         --set train.objective=ipo --set loss.beta="$tau" --set iterate.alpha="$alpha" --set iterate.lambda="$lambda" \
         --set iterate.oracle="$oracle" --set iterate.rounds="$ROUNDS" --set iterate.steps="$STEPS" --set iterate.out_dir="$d" >"$d.log" 2>&1 \
         || { echo "iterate failed for $d: see $d.log" >&2; exit 1; }
