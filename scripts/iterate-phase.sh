@@ -19,11 +19,13 @@ W="${W:-6}"
 STEPS="${STEPS:-150}"
 RUN="${RUN:-}"   # e.g. RUN="mpirun -np 2" or "srun --mpi=pmix"   # training steps per round: more bring each round closer to its IPO optimum
 POINTS="${POINTS:-cyclic 0 1 1;cyclic 0 0.1 1;cyclic 0.5 0.5 1;cyclic 0.5 0.25 1;bt 0 0.5 1;bt 1 0.5 1}"
+mkdir -p "$OUT"
 if [ ! -f "$OUT/sft/latest.h5" ]; then
     $RUN "$P" synth "$CFG" --set synth.sft_out="$OUT/sft.h5" --set synth.out="$OUT/prompts-all.h5" \
         --set synth.heldout_out="$OUT/prompts.h5" | grep "wrote" || true
     $RUN "$P" train "$CFG" --set model.init_from= --set train.data="$OUT/sft.h5" --set train.out_dir="$OUT/sft" \
         | grep "done" || true
+    [ -f "$OUT/sft/latest.h5" ] || { echo "iterate-phase: the SFT stage failed (no $OUT/sft/latest.h5)" >&2; exit 1; }
 fi
 echo "$POINTS" | tr ';' '\n' | while read -r oracle alpha tau lambda; do
     [ -n "$oracle" ] || continue

@@ -110,7 +110,11 @@ static int stage_run(StageArgs *s, int (*fn)(int, char **))
     int rc = fn(s->n, s->v);
     for (int i = 0; i < s->n_own; i++)
         free(s->own[i]);
-    return rc;
+    /* a stage's file is written by rank 0: every rank waits for it, and for one verdict */
+    dist_barrier();
+    int64_t r = rc;
+    dist_bcast(&r, sizeof r, 0);
+    return (int)r;
 }
 
 /* The same answer on every rank: rank 0 looks. */

@@ -92,6 +92,11 @@ set -- $cyc
 [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] && ok "cyclic labels: $1 pairs, none against P" || bad "cyclic labels: $cyc"
 grep -q "contraction constant" "$T/cy.log" && ok "contraction constant printed" || bad "no contraction constant"
 
+# ---- two ranks: every stage's file is written by rank 0 and read by all
+# shellcheck disable=SC2086
+mpirun -np 2 "$P" iterate "$T/c.cfg" $I --set iterate.out_dir=$T/m --set iterate.rounds=1 >"$T/m.log" 2>&1 \
+    && [ -f "$T/m/round_0/policy.h5" ] && ok "iterate under mpirun -np 2" || { bad "iterate at 2 ranks"; tail -5 "$T/m.log"; }
+
 # shellcheck disable=SC2086
 "$P" iterate "$T/c.cfg" $I --set iterate.out_dir=$T/e --set train.objective=sft >"$T/e.log" 2>&1
 [ $? -ne 0 ] && grep -q "train.objective" "$T/e.log" && ok "sft objective refused, key named" || bad "sft objective accepted"
