@@ -1077,9 +1077,12 @@ int cmd_train(int argc, char **argv)
              * reference log-probs' pass as selection) */
             cur_total += t.cur_seconds;
             double per_step = (now_s() - t_start - cur_total) / (double)(t.step > 0 ? t.step : 1);
-            double share = t.cur_seconds / (t.cur_seconds + per_step * (double)t.cur_steps);
+            /* the selection serves curriculum.every epochs (0: once, the whole run) */
+            int every = cfg.curriculum.every;
+            double served = every > 0 ? (double)every * (double)t.cur_steps : (double)cfg.train.steps;
+            double share = t.cur_seconds / (t.cur_seconds + per_step * served);
             say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
-                "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the epoch)\n",
+                "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the time until the next selection)\n",
                 (long long)t.cur_epoch, (long long)t.cur_start, cfg.curriculum.select, 100 * cfg.curriculum.frac,
                 cfg.curriculum.source, (long long)t.n_sel, (long long)P, (long long)t.n_cur, (long long)t.cur_steps, ms,
                 mu, t.cur_seconds, 100 * share);
