@@ -113,6 +113,13 @@ void trainer_curriculum(Trainer *t);
 /* Dataset index (response or pair) of the example at global position q of the stream. */
 int64_t trainer_example_at(Trainer *t, int64_t q);
 
+/* Preemption: install the handlers of SIGTERM, SIGUSR1 (Slurm's --signal) and SIGINT, which
+ * only record the signal (`prefer train` installs them itself; a driver running several
+ * stages, like `prefer iterate`, installs them once and checks between stages); and the
+ * signal received so far, 0 if none. */
+void train_install_stop_handlers(void);
+int train_stop_signal(void);
+
 /* Save / restore everything needed to continue identically (rank 0 saves). */
 void trainer_save(const Trainer *t, const char *path);
 void trainer_load(Trainer *t, const char *path);

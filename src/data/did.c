@@ -22,8 +22,9 @@
  * power-law condition. The file stores KL(pi_dpo || pi*) (mean over prompts) as did_kl_dpo_star:
  * the divergence a perfectly trained DPO policy keeps from pi* on this kind of data.
  *
- * Randomness: pair j of prompt i draws from rng stream (synth.seed, SYNTH_STREAM_DID + split)
- * at counter i * 2^20 + j * 64 ...: a pure function of the seed, the prompt and the pair.
+ * Randomness: pair j of prompt i draws from its own key rng_at(rng_at(k, i), j), k the key of
+ * (synth.seed, split): counter 0 the chosen, 1 the rejected, 2.. reference_best's extra draws,
+ * so the file is a pure function of the seed, the prompt and the pair.
  */
 #include "prefer/did.h"
 
@@ -119,18 +120,18 @@ void did_make_prefs(SynthTask *t, const SynthConfig *sc, double beta, int split,
         st->reward_star += exact_expect(lstar, r, N) / (double)n_prompts;
         st->reward_ref += exact_expect(lref, r, N) / (double)n_prompts;
         for (int j = 0; j < K; j++) {
-            uint64_t c0 = ((uint64_t)i << 20) + (uint64_t)j * 64;
+            uint64_t kp = rng_at(rng_at(key, (uint64_t)i), (uint64_t)j);
             int64_t yc;
             if (chosen_best) {
-                yc = exact_sample_index(lref, N, u01(key, c0));
+                yc = exact_sample_index(lref, N, u01(kp, 0));
                 for (int k = 1; k < sc->k; k++) {
-                    int64_t y = exact_sample_index(lref, N, u01(key, c0 + 2 + (uint64_t)k));
+                    int64_t y = exact_sample_index(lref, N, u01(kp, 1 + (uint64_t)k));
                     yc = r[y] > r[yc] ? y : yc;
                 }
             } else {
-                yc = exact_sample_index(lc, N, u01(key, c0));
+                yc = exact_sample_index(lc, N, u01(kp, 0));
             }
-            int64_t yr = exact_sample_index(lmix, N, u01(key, c0 + 1));
+            int64_t yr = exact_sample_index(lmix, N, u01(kp, 1));
             int64_t e = (int64_t)i * K + j, rc = 2 * e, rr = 2 * e + 1;
             enum_response(&s, yc, out->response_tokens + rc * nt);
             enum_response(&s, yr, out->response_tokens + rr * nt);

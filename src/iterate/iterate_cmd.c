@@ -32,12 +32,14 @@
 #include "prefer/dist.h"
 #include "prefer/dynamics.h"
 #include "prefer/exact.h"
+#include "prefer/h5util.h"
 #include "prefer/prefdata.h"
 #include "prefer/reflogp.h"
 #include "prefer/rng.h"
 #include "prefer/runlog.h"
 #include "prefer/runtime.h"
 #include "prefer/synth.h"
+#include "prefer/train.h"
 #include "prefer/util.h"
 
 #include <math.h>
@@ -47,7 +49,7 @@
 #include <string.h>
 
 #define ITER_MAX_CLASSES 64
-#define ITER_LOGP_BATCH 64
+#define ITER_LOGP_BATCH 16
 
 static void usage(void)
 {
@@ -147,6 +149,22 @@ static int response_class(const PrefData *d, int64_t r, int n)
     return (int)(d->response_tokens[o] % n);
 }
 
+/* Write d to out with the synthetic task's attributes of task_from (when it has them), both
+ * into out.tmp, then renamed: a stage's file is whole or absent, as the skip logic needs. */
+static void write_with_task(const char *out, const PrefData *d, const char *task_from, const char *kind)
+{
+    char *tmp = h5u_tmp_name(out);
+    prefdata_write(tmp, d, NULL);
+    SynthTask t;
+    char err[1024];
+    if (synth_task_from_file(task_from, &t, err, sizeof err) == 0) {
+        synth_write_task_attrs(tmp, &t, kind);
+        synth_task_free(&t);
+    }
+    h5u_commit(tmp, out);
+    free(tmp);
+}
+
 /* Rank 0: the sampler's mixture of the two sample files, response by response. */
 static void mix_samples(const char *from_pi, const char *from_0, const char *out, double lambda, uint64_t key)
 {
@@ -177,13 +195,7 @@ static void mix_samples(const char *from_pi, const char *from_0, const char *out
         if (m.response_score)
             m.response_score[r] = s->response_score[r];
     }
-    prefdata_write(out, &m, NULL);
-    SynthTask t;
-    char err[1024];
-    if (synth_task_from_file(from_pi, &t, err, sizeof err) == 0) {
-        synth_write_task_attrs(out, &t, "samples");
-        synth_task_free(&t);
-    }
+    write_with_task(out, &m, from_pi, "samples");
     free(m.response_tokens);
     free(m.response_offsets);
     free(m.response_score);
@@ -224,13 +236,7 @@ static void label_cyclic(const char *in, const char *out, const double *P, int n
             }
         r0 = r1;
     }
-    prefdata_write(out, &d, NULL);
-    SynthTask t;
-    char err[1024];
-    if (synth_task_from_file(in, &t, err, sizeof err) == 0) {
-        synth_write_task_attrs(out, &t, "preferences");
-        synth_task_free(&t);
-    }
+    write_with_task(out, &d, in, "preferences");
     say("iterate: %s: %lld pairs labelled by the cyclic oracle\n", out, (long long)d.n_pairs);
     prefdata_free(&d);
 }
@@ -405,6 +411,44 @@ static void log_round(RunLog *rl, int64_t round, const IterateConfig *ic, double
     runlog_flush(rl);
 }
 
+/* 1 on every rank if any rank has received a stop signal (SIGTERM, SIGUSR1, SIGINT). */
+static int stop_requested(void)
+{
+    int64_t any = -(int64_t)train_stop_signal();
+    dist_allreduce_min_i64(&any, 1);
+    return any != 0;
+}
+
+/* A hash of every setting that shapes the rounds' results (all but iterate.rounds,
+ * iterate.exact_max and iterate.out_dir): a rerun in the same directory must match it. */
+static void settings_hash(const PreferConfig *cfg, char out[17])
+{
+    PreferConfig c = *cfg;
+    c.iterate.rounds = 0;
+    c.iterate.exact_max = 0;
+    c.iterate.out_dir = "";
+    char *text = config_to_text(&c);
+    snprintf(out, 17, "%016llx", (unsigned long long)util_hash(UTIL_HASH_INIT, text, strlen(text)));
+    free(text);
+}
+
+/* Rank 0: refuse to continue a run of other settings in the same directory. */
+static void check_settings(const char *path, const char *hash)
+{
+    if (!util_file_exists(path))
+        return;
+    h5u_init();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *old = f >= 0 ? h5u_read_attr_str(f, "settings_hash") : NULL;
+    if (f >= 0)
+        H5Fclose(f);
+    if (old && strcmp(old, hash) != 0)
+        die_user("%s: this directory holds rounds made with other settings (hash %s, now %s); finished stages "
+                 "would be reused: use a new iterate.out_dir (only iterate.rounds may change on a rerun)",
+                 path, old, hash);
+    free(old);
+}
+
 int cmd_iterate(int argc, char **argv)
 {
     CliArgs a;
@@ -429,10 +473,14 @@ int cmd_iterate(int argc, char **argv)
         contraction = dyn_contraction(ic->alpha, beta_tab, ic->lambda, dyn_centered_norm(P, n));
     }
     util_mkdir_p(ic->out_dir);
+    train_install_stop_handlers();
     RunLog *rl = NULL;
     if (rank == 0) {
-        char *text = config_to_text(&cfg), *path = xasprintf("%s/iterate.h5", ic->out_dir);
+        char *text = config_to_text(&cfg), *path = xasprintf("%s/iterate.h5", ic->out_dir), hash[17];
+        settings_hash(&cfg, hash);
+        check_settings(path, hash);
         rl = runlog_open(path, text, util_file_exists(path), 1);
+        runlog_attr_str(rl, "settings_hash", hash);
         runlog_attr_str(rl, "oracle", ic->oracle);
         runlog_attr_str(rl, "objective", cfg.train.objective);
         free(text);
@@ -467,6 +515,8 @@ int cmd_iterate(int argc, char **argv)
             prev = cur;
             have_prev = 1;
         }
+        if (rc == 0 && stop_requested())
+            rc = PREFER_EXIT_PREEMPTED;
         if (t == ic->rounds || rc != 0)
             goto next_round;
         say("iterate: round %d/%d from %s\n", t + 1, ic->rounds, pol);
@@ -496,6 +546,8 @@ int cmd_iterate(int argc, char **argv)
                 dist_barrier();
             }
         }
+        if (rc == 0 && stop_requested())
+            rc = PREFER_EXIT_PREEMPTED;
         if (rc == 0 && !exists_all(next)) {
             StageArgs s;
             stage_begin(&s, "train", &a);
@@ -532,6 +584,8 @@ int cmd_iterate(int argc, char **argv)
     }
     if (rc == 0)
         say("iterate: done; final policy %s, run log %s/iterate.h5\n", pol, ic->out_dir);
+    else if (rc == PREFER_EXIT_PREEMPTED)
+        say("iterate: stopped by a signal: rerun the same command to continue (exit code %d)\n", rc);
     runlog_close(rl);
     exact_stats_free(&xs);
     free(pol);

@@ -471,8 +471,9 @@ static int parse_scored(json_t *o, const JsonlParseOptions *opt, JsonlRecord *r,
     size_t k = json_array_size(cs);
     if (k == 0)
         return util_seterr(err, errlen, "\"completions\" is an empty list");
-    if (k > (1u << 20))
-        return util_seterr(err, errlen, "\"completions\" has %zu entries (at most 1048576)", k);
+    /* at most 4096: all pairs of a record (k (k-1) / 2) then stay far below INT_MAX */
+    if (k > 4096)
+        return util_seterr(err, errlen, "\"completions\" has %zu entries (at most 4096)", k);
     rec_alloc(r, JSONL_REC_SCORED, (int)k);
     r->prompt = xstrdup(ps);
     for (size_t i = 0; i < k; i++) {

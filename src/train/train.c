@@ -813,7 +813,9 @@ static char *find_resume(const PreferConfig *cfg, Gpt *m, int rank)
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-static void install_stop_handlers(void)
+int train_stop_signal(void) { return (int)g_stop_signal; }
+
+void train_install_stop_handlers(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -920,8 +922,13 @@ static double *prepare_ref(const PreferConfig *cfg, const PrefData *data, PrefSh
         die_user("train.objective = \"%s\" needs a reference model: set train.ref (or model.init_from) to a "
                  "checkpoint, e.g. the SFT model",
                  cfg->train.objective);
+    int mix = cfg->train.ref_mix && *cfg->train.ref_mix && cfg->train.ref_alpha > 0;
+    if (mix && cfg->train.ref_alpha == 1.0) {
+        say("reference: geometric mixture with weight 1: log pi(%s) alone\n", cfg->train.ref_mix);
+        return ref_logps(cfg, cfg->train.ref_mix, data, shard, rank, world);
+    }
     double *v = ref_logps(cfg, ref, data, shard, rank, world);
-    if (cfg->train.ref_mix && *cfg->train.ref_mix && cfg->train.ref_alpha > 0) {
+    if (mix) {
         double *w = ref_logps(cfg, cfg->train.ref_mix, data, shard, rank, world), a = cfg->train.ref_alpha;
         for (int64_t r = 0; r < data->n_responses; r++)
             v[r] = a * w[r] + (1.0 - a) * v[r];
@@ -986,7 +993,7 @@ int cmd_train(int argc, char **argv)
             say("train: train.resume = \"auto\" found no checkpoint in %s: starting fresh\n", cfg.train.out_dir);
         }
     }
-    install_stop_handlers();
+    train_install_stop_handlers();
     if (resumed && t.step >= cfg.train.steps) {
         say("train: the run was already complete (step %lld of %d): nothing to do\n", (long long)t.step,
             cfg.train.steps);
@@ -1049,6 +1056,7 @@ int cmd_train(int argc, char **argv)
     free(hosts);
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
     double cur_total = 0; /* seconds spent in curriculum selections since t_start */
+    const int64_t step0 = t.step; /* steps done before this process (a resume) */
     StepStats first = {0}, st = {0};
     while (t.step < cfg.train.steps) {
         trainer_step(&t, &st);
@@ -1071,15 +1079,16 @@ int cmd_train(int argc, char **argv)
                 }
             ms = ns > 0 ? ms / ns : NAN;
             mu = nu > 0 ? mu / nu : NAN;
-            /* share of the epoch: the selection time over it plus the epoch's steps at the
-             * mean training step time so far, selections excluded (an estimate made when the
-             * epoch starts; the first epoch has no steps to time yet and counts the
-             * reference log-probs' pass as selection) */
+            /* share of the time the selection serves: the selection over it plus the steps it
+             * serves at the mean training step time of this process so far, selections
+             * excluded (an estimate made when the epoch starts; the first has no steps to
+             * time yet) */
             cur_total += t.cur_seconds;
-            double per_step = (now_s() - t_start - cur_total) / (double)(t.step > 0 ? t.step : 1);
-            /* the selection serves curriculum.every epochs (0: once, the whole run) */
+            double per_step = (now_s() - t_start - cur_total) / (double)(t.step > step0 ? t.step - step0 : 1);
+            /* the selection serves curriculum.every epochs (0: once, the rest of the run) */
             int every = cfg.curriculum.every;
-            double served = every > 0 ? (double)every * (double)t.cur_steps : (double)cfg.train.steps;
+            double served = every > 0 ? (double)every * (double)t.cur_steps
+                                      : (double)(cfg.train.steps - t.cur_start);
             double share = t.cur_seconds / (t.cur_seconds + per_step * served);
             say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
                 "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the time until the next selection)\n",

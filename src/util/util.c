@@ -191,6 +191,21 @@ void util_mkdir_parent(const char *path)
     free(dir);
 }
 
+/* write all n bytes, retrying after signals and short writes */
+static int write_all(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, buf, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        buf += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
 void util_copy_file(const char *src, const char *dst, int atomic)
 {
     int in = open(src, O_RDONLY);
@@ -201,17 +216,34 @@ void util_copy_file(const char *src, const char *dst, int atomic)
     if (out < 0)
         die_user("%s: cannot create: %s", tmp, strerror(errno));
     char buf[1 << 16];
-    ssize_t k;
-    while ((k = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)k) != k)
-            die_user("%s: write failed: %s", tmp, strerror(errno));
-    if (k < 0)
-        die_user("%s: read failed: %s", src, strerror(errno));
+    for (;;) {
+        ssize_t k = read(in, buf, sizeof buf);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            die_user("%s: read failed: %s", src, strerror(errno));
+        if (k == 0)
+            break;
+        if (write_all(out, buf, (size_t)k) != 0)
+            die_user("%s: write failed: %s", tmp, errno ? strerror(errno) : "no space left?");
+    }
     close(in);
     if ((atomic && fsync(out) != 0) || close(out) != 0)
         die_user("%s: write failed: %s", tmp, strerror(errno));
-    if (atomic && rename(tmp, dst) != 0)
-        die_user("%s: cannot rename to %s: %s", tmp, dst, strerror(errno));
+    if (atomic) {
+        if (rename(tmp, dst) != 0)
+            die_user("%s: cannot rename to %s: %s", tmp, dst, strerror(errno));
+        /* the rename itself is durable once the directory is synced */
+        char *dir = xstrdup(dst), *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = 0;
+        int dfd = open(slash ? (slash == dir ? "/" : dir) : ".", O_RDONLY);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
     free(tmp);
 }
 

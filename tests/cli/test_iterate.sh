@@ -92,6 +92,15 @@ set -- $cyc
 [ "${1:-0}" -gt 0 ] && [ "${2:-1}" = 0 ] && ok "cyclic labels: $1 pairs, none against P" || bad "cyclic labels: $cyc"
 grep -q "contraction constant" "$T/cy.log" && ok "contraction constant printed" || bad "no contraction constant"
 
+# ---- a rerun in the same directory: more rounds continue; other settings are refused
+# shellcheck disable=SC2086
+"$P" iterate "$T/c.cfg" $I --set iterate.out_dir=$T/a --set iterate.rounds=3 >"$T/a3.log" 2>&1 \
+    && [ "$(/usr/bin/python3 -c "import h5py; print(len(h5py.File('$T/a/iterate.h5','r')['rounds/round']))")" = 4 ] \
+    && ok "rerun with iterate.rounds = 3 adds one round" || { bad "rounds extension"; tail -3 "$T/a3.log"; }
+# shellcheck disable=SC2086
+"$P" iterate "$T/c.cfg" $I --set iterate.out_dir=$T/a --set iterate.alpha=0 >"$T/a4.log" 2>&1
+[ $? -ne 0 ] && grep -q "other settings" "$T/a4.log" && ok "rerun with other settings refused" || bad "other settings accepted"
+
 # ---- two ranks: every stage's file is written by rank 0 and read by all
 # shellcheck disable=SC2086
 mpirun -np 2 "$P" iterate "$T/c.cfg" $I --set iterate.out_dir=$T/m --set iterate.rounds=1 >"$T/m.log" 2>&1 \
