@@ -46,6 +46,16 @@ REGIME_LETTER = "CSOX?"
 OUTCOME_LETTER = "co.?"
 
 
+def select_lambda(data, lam):
+    """Keep, in each file read by read_dynamics, only the grid points with lambda = lam."""
+    for d in data:
+        sel = np.isclose(d["lambda"], lam)
+        if not np.any(sel):
+            ph.fail(d["path"], f"no grid point with lambda = {lam:g}")
+        for k in ("alpha", "beta", "lambda", "bl", "outcome", "cycle_strength", "entropy", "regime"):
+            d[k] = d[k][sel]
+
+
 def read_dynamics(path):
     """One results file as a dict of numpy arrays and attributes; exits 1 on a bad file."""
     with ph.open_prefer(path, "prefer.dynamics") as f:
@@ -184,12 +194,7 @@ def main():
 
     data = [read_dynamics(p) for p in args.files]
     if args.lam is not None:
-        for d in data:
-            sel = np.isclose(d["lambda"], args.lam)
-            if not np.any(sel):
-                ph.fail(d["path"], f"no grid point with lambda = {args.lam:g}")
-            for k in ("alpha", "beta", "lambda", "bl", "outcome", "cycle_strength", "entropy", "regime"):
-                d[k] = d[k][sel]
+        select_lambda(data, args.lam)
     points = read_points(args.points) if args.points else None
     plt = ph.use_agg()
     fig, axes = plt.subplots(1, len(data), figsize=(6.6 * len(data), 6.4), squeeze=False)

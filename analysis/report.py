@@ -1116,12 +1116,7 @@ def main_phase(argv):
     import phase
     data = [phase.read_dynamics(p) for p in args.dyn]
     if args.lam is not None:
-        for d in data:
-            sel = np.isclose(d["lambda"], args.lam)
-            if not np.any(sel):
-                ph.fail(d["path"], f"no grid point with lambda = {args.lam:g}")
-            for k in ("alpha", "beta", "lambda", "bl", "outcome", "cycle_strength", "entropy", "regime"):
-                d[k] = d[k][sel]
+        phase.select_lambda(data, args.lam)
     runs = load_iterates(args.runs)
     verdict_lines(runs, args)
     family = {"cyclic": "cyclic", "bt": "transitive"}

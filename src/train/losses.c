@@ -263,17 +263,6 @@ int loss_needs_ref(const LossSpec *s)
     return 0;
 }
 
-PREFER_PRINTF(3, 4) static int perr(char *err, int errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, (size_t)errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* [*p, end) with surrounding blanks dropped. */
 static void trim(const char **p, const char **end)
 {
@@ -312,7 +301,7 @@ int loss_spec_parse(LossSpec *s, const PreferConfig *cfg, char *err, int errlen)
         const char *b = p, *e = comma ? comma : p + strlen(p);
         trim(&b, &e);
         if (b == e)
-            return perr(err, errlen,
+            return util_seterr(err, errlen,
                         "train.objective = \"%s\": empty name (want one name or a comma list "
                         "such as \"dpo,sft\"; valid names: %s)",
                         obj, names);
@@ -321,14 +310,14 @@ int loss_spec_parse(LossSpec *s, const PreferConfig *cfg, char *err, int errlen)
             if (strlen(NAMES[k]) == (size_t)(e - b) && !strncmp(NAMES[k], b, (size_t)(e - b)))
                 kind = k;
         if (kind < 0)
-            return perr(err, errlen, "train.objective = \"%s\": unknown objective '%.*s' (valid: %s)",
+            return util_seterr(err, errlen, "train.objective = \"%s\": unknown objective '%.*s' (valid: %s)",
                         obj, (int)(e - b), b, names);
         for (int i = 0; i < t.n; i++)
             if (t.kind[i] == kind)
-                return perr(err, errlen, "train.objective = \"%s\": '%s' appears twice", obj,
+                return util_seterr(err, errlen, "train.objective = \"%s\": '%s' appears twice", obj,
                             NAMES[kind]);
         if (t.n == LOSS_MAX_TERMS)
-            return perr(err, errlen, "train.objective = \"%s\": more than %d terms", obj,
+            return util_seterr(err, errlen, "train.objective = \"%s\": more than %d terms", obj,
                         LOSS_MAX_TERMS);
         t.kind[t.n] = kind;
         t.weight[t.n] = 1.0;
@@ -350,17 +339,17 @@ int loss_spec_parse(LossSpec *s, const PreferConfig *cfg, char *err, int errlen)
             trim(&b, &e);
             char num[64];
             if (b == e || (size_t)(e - b) >= sizeof num)
-                return perr(err, errlen, "train.loss_weights = \"%s\": expected a comma list of "
+                return util_seterr(err, errlen, "train.loss_weights = \"%s\": expected a comma list of "
                             "numbers, one per train.objective term", wts);
             memcpy(num, b, (size_t)(e - b));
             num[e - b] = 0;
             char *end;
             double w = strtod(num, &end);
             if (*end || end == num || !isfinite(w))
-                return perr(err, errlen, "train.loss_weights = \"%s\": '%s' is not a finite number",
+                return util_seterr(err, errlen, "train.loss_weights = \"%s\": '%s' is not a finite number",
                             wts, num);
             if (w < 0)
-                return perr(err, errlen, "train.loss_weights = \"%s\": weight %s is negative "
+                return util_seterr(err, errlen, "train.loss_weights = \"%s\": weight %s is negative "
                             "(weights must be >= 0)", wts, num);
             if (nw < LOSS_MAX_TERMS)
                 t.weight[nw] = w;
@@ -371,29 +360,29 @@ int loss_spec_parse(LossSpec *s, const PreferConfig *cfg, char *err, int errlen)
             p = comma + 1;
         }
         if (nw != t.n)
-            return perr(err, errlen, "train.loss_weights = \"%s\" has %d weight%s but "
+            return util_seterr(err, errlen, "train.loss_weights = \"%s\" has %d weight%s but "
                         "train.objective = \"%s\" has %d term%s", wts, nw, nw == 1 ? "" : "s",
                         obj, t.n, t.n == 1 ? "" : "s");
         if (!(sum > 0))
-            return perr(err, errlen, "train.loss_weights = \"%s\": every weight is 0", wts);
+            return util_seterr(err, errlen, "train.loss_weights = \"%s\": every weight is 0", wts);
     }
 
     /* coefficients; ranges are checked by the config table, these guard direct callers */
     const LossConfig *lc = &cfg->loss;
     if (!(lc->beta > 0))
-        return perr(err, errlen, "loss.beta = %g: must be > 0", lc->beta);
+        return util_seterr(err, errlen, "loss.beta = %g: must be > 0", lc->beta);
     if (!(lc->label_smoothing >= 0 && lc->label_smoothing < 0.5))
-        return perr(err, errlen, "loss.label_smoothing = %g: must be in [0, 0.5)",
+        return util_seterr(err, errlen, "loss.label_smoothing = %g: must be in [0, 0.5)",
                     lc->label_smoothing);
     if (!(lc->discopop_tau > 0))
-        return perr(err, errlen, "loss.discopop_tau = %g: must be > 0", lc->discopop_tau);
+        return util_seterr(err, errlen, "loss.discopop_tau = %g: must be > 0", lc->discopop_tau);
     const char *ipo = lc->ipo_normalize ? lc->ipo_normalize : "sum";
     if (!strcmp(ipo, "sum"))
         t.ipo_token_mean = 0;
     else if (!strcmp(ipo, "token_mean"))
         t.ipo_token_mean = 1;
     else
-        return perr(err, errlen, "loss.ipo_normalize = \"%s\": not one of sum|token_mean", ipo);
+        return util_seterr(err, errlen, "loss.ipo_normalize = \"%s\": not one of sum|token_mean", ipo);
     t.beta = lc->beta;
     t.label_smoothing = lc->label_smoothing;
     t.simpo_gamma = lc->simpo_gamma;
