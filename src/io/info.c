@@ -112,6 +112,8 @@ static int info_prefdata(const char *path, hid_t f)
     say("%s: preference dataset (%s version %" PRId64 ")\n", path, PREFDATA_FORMAT, version);
     print_origin(f);
     say("  vocab_size    %" PRId64 "\n", d.vocab_size);
+    if (d.tokenizer)
+        say("  tokenizer     %s\n", d.tokenizer);
     print_lengths("prompts", d.prompt_offsets, d.n_prompts);
     print_lengths("responses", d.response_offsets, d.n_responses);
     if (d.n_prompts > 0) {

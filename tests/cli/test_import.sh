@@ -204,5 +204,8 @@ imp hh "-cut2" --set import.max_prompt_tokens=12 --set import.max_response_token
     && ok "prefer pvar (source = scores) on the scored import: 4 of 5 prompts have a PVar" \
     || { bad "pvar on the scored import"; cat "$T/pv.log"; }
 
+"$P" info "$T/explicit.h5" 2>&1 | grep -Eq '^  tokenizer +gpt2-bpe:[0-9a-f]{16}$' \
+    && ok "prefer info shows the tokenizer identity" || bad "prefer info: no tokenizer line"
+
 [ $fails -eq 0 ] && echo "all import tests passed" || echo "$fails import test(s) failed"
 [ $fails -eq 0 ]
