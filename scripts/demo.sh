@@ -40,16 +40,5 @@ for pol in sft dpo ipo; do
 done
 
 echo
-echo "policy   reward (+-se)        KL(pi||ref)  win rate  pref acc  optimum reward at that KL"
-for pol in sft dpo ipo; do
-    f="$OUT/eval-$pol.txt"
-    last=$(tail -1 "$f")
-    r=$(echo "$last" | sed 's/.*reward=\([^ ]*\).*/\1/')
-    k=$(echo "$last" | sed 's/.*kl=\([^ ]*\).*/\1/')
-    w=$(echo "$last" | sed 's/.*win_rate=\([^ ]*\).*/\1/')
-    a=$(echo "$last" | sed 's/.*pref_acc=\([^ ]*\).*/\1/')
-    se=$(grep 'true reward' "$f" | sed 's/.*policy [^ ]* +- \([^ ]*\).*/\1/')
-    o=$(grep 'exact optimum' "$f" | sed 's/.*: reward \([^ ]*\).*/\1/')
-    printf '%-8s %8s +- %-8s %10s %9s %9s %12s\n' "$pol" "$r" "$se" "$k" "$w" "$a" "$o"
-done
+"$(dirname "$0")/eval-table.sh" "$OUT" sft dpo ipo
 echo "(sft is the reference itself: KL 0, win rate ~0.5; files in $OUT/; $(( $(date +%s) - start )) s)"

@@ -63,6 +63,11 @@ void util_mkdir_parent(const char *path);
  * -1: the error path of the functions that report instead of dying. */
 int util_seterr(char *err, int errlen, const char *fmt, ...) PREFER_PRINTF(3, 4);
 
+/* The whole file at path in a malloc'd buffer with a NUL after its *len bytes (regular files,
+ * pipes and devices alike). Returns NULL with a message naming the file in err when it cannot
+ * be opened or read, or holds more than max bytes. */
+char *util_read_file(const char *path, size_t max, size_t *len, char *err, int errlen);
+
 /* Copy the file src to dst; atomic = 1 writes dst.tmp, fsyncs and renames it (a reader sees
  * the old dst or the whole new one). Dies (die_user) naming the file on any error. */
 void util_copy_file(const char *src, const char *dst, int atomic);

@@ -70,22 +70,11 @@ static void parse_args(int argc, char **argv, const char *opt_name, HfArgs *a)
 /* Whole file into memory (NUL-terminated; *n without the NUL). Dies naming the file. */
 static char *read_file(const char *path, size_t max, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        die_user("%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        die_user("%s: not a regular file", path);
-    if ((size_t)sb.st_size > max)
-        die_user("%s: %lld bytes, more than the %zu expected of it", path, (long long)sb.st_size, max);
-    size_t sz = (size_t)sb.st_size;
-    char *buf = xmalloc(sz + 1);
-    if (sz && fread(buf, 1, sz, f) != sz)
-        die_user("%s: read failed: %s", path, strerror(errno));
-    fclose(f);
-    buf[sz] = 0;
-    *n = sz;
-    return buf;
+    char err[1024];
+    char *b = util_read_file(path, max, n, err, sizeof err);
+    if (!b)
+        die_user("%s", err);
+    return b;
 }
 
 static void write_file_atomic(const char *path, const void *data, size_t n)

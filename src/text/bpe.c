@@ -779,39 +779,6 @@ out:
 }
 
 /* Read a whole file. Returns NULL (errno kept) if it cannot be opened; sets *too_big. */
-static char *read_file(const char *path, size_t *len, int *too_big)
-{
-    *too_big = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > BPE_MAX_FILE_BYTES) {
-        *too_big = 1;
-        fclose(f);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = xmalloc(n + 1);
-    size_t got = fread(buf, 1, n, f);
-    int e = ferror(f);
-    fclose(f);
-    if (e || got != n) {
-        free(buf);
-        *too_big = 1;
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 int bpe_load(const char *dir, Bpe **out, char *err, int errlen)
 {
     static const char *const pairs[][2] = {{"vocab.json", "merges.txt"}, {"encoder.json", "vocab.bpe"}};
@@ -819,19 +786,17 @@ int bpe_load(const char *dir, Bpe **out, char *err, int errlen)
     for (int k = 0; k < 3; k++) {
         char *p1 = xasprintf("%s/%s", dir, k < 2 ? pairs[k][0] : "tokenizer.json");
         char *p2 = k < 2 ? xasprintf("%s/%s", dir, pairs[k][1]) : NULL;
-        if (!file_exists(p1) || (p2 && !file_exists(p2))) {
+        if (!util_file_exists(p1) || (p2 && !util_file_exists(p2))) {
             free(p1);
             free(p2);
             continue;
         }
         size_t n1 = 0, n2 = 0;
-        int big1 = 0, big2 = 0;
-        char *b1 = read_file(p1, &n1, &big1), *b2 = p2 ? read_file(p2, &n2, &big2) : NULL;
+        char *b1 = util_read_file(p1, BPE_MAX_FILE_BYTES, &n1, err, errlen);
+        char *b2 = b1 && p2 ? util_read_file(p2, BPE_MAX_FILE_BYTES, &n2, err, errlen) : NULL;
         int rc;
         if (!b1 || (p2 && !b2)) {
-            const char *bad = !b1 ? p1 : p2;
-            rc = util_seterr(err, errlen, "%s: %s", bad, (!b1 ? big1 : big2) ? "not a regular file of at most 1 GiB, or unreadable"
-                                                                      : strerror(errno));
+            rc = -1; /* err names the file */
         } else if (p2) {
             rc = bpe_load_vocab_merges(b1, n1, p1, b2, n2, p2, out, err, errlen);
         } else {

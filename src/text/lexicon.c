@@ -149,33 +149,6 @@ int lexicon_load_json(const char *labels, size_t labels_len, const char *labels_
     return 0;
 }
 
-/* Whole file into a malloc'd buffer; NULL and a message if it cannot be read. */
-static char *read_all(const char *path, size_t *n, char *err, int errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, (size_t)errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *b = xmalloc(cap);
-    size_t r;
-    while ((r = fread(b + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap)
-            b = xrealloc(b, cap *= 2);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        snprintf(err, (size_t)errlen, "%s: read error", path);
-        free(b);
-        return NULL;
-    }
-    *n = len;
-    return b;
-}
-
 int lexicon_load(const char *path, Lexicon **out, char *err, int errlen)
 {
     struct stat st;
@@ -196,9 +169,9 @@ int lexicon_load(const char *path, Lexicon **out, char *err, int errlen)
         lpath = xstrdup(path);
     }
     size_t ln = 0, nn = 0;
-    char *lb = read_all(lpath, &ln, err, errlen), *nb = NULL;
+    char *lb = util_read_file(lpath, (size_t)1 << 30, &ln, err, errlen), *nb = NULL;
     int rc = -1;
-    if (lb && (!npath || (nb = read_all(npath, &nn, err, errlen))))
+    if (lb && (!npath || (nb = util_read_file(npath, (size_t)1 << 30, &nn, err, errlen))))
         rc = lexicon_load_json(lb, ln, lpath, nb, nn, npath, out, err, errlen);
     free(lb);
     free(nb);

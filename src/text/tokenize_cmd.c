@@ -145,24 +145,11 @@ static void decode_stream(const Bpe *b)
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        die_user("tokenize --bench: %s: %s", path, strerror(errno));
-    size_t cap = 1 << 20, n = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (n == cap)
-            buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f))
-        die_user("tokenize --bench: reading %s: %s", path, strerror(errno));
-    fclose(f);
-    *len = n;
-    return buf;
+    char err[1024];
+    char *b = util_read_file(path, SIZE_MAX, len, err, sizeof err);
+    if (!b)
+        die_user("tokenize --bench: %s", err);
+    return b;
 }
 
 static void bench(Bpe *b, const char *path, int allow_special)

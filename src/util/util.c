@@ -259,3 +259,50 @@ int util_seterr(char *err, int errlen, const char *fmt, ...)
     }
     return -1;
 }
+
+char *util_read_file(const char *path, size_t max, size_t *len, char *err, int errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        util_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    size_t cap = 1 << 16, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > (uint64_t)max) {
+            util_seterr(err, errlen, "%s: %lld bytes, more than the %zu expected of it", path, (long long)st.st_size,
+                        max);
+            fclose(f);
+            return NULL;
+        }
+        cap = (size_t)st.st_size + 1; /* one read, and one more to see the end */
+    }
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            if (cap > max) {
+                util_seterr(err, errlen, "%s: more than the %zu bytes expected of it", path, max);
+                fclose(f);
+                free(buf);
+                return NULL;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || n > max) {
+        util_seterr(err, errlen, bad ? "%s: read failed" : "%s: more than the bytes expected of it", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
