@@ -153,7 +153,7 @@ typedef struct { int B, T, C, NH; float *qkv, *out, *att, *R; } AttCtx;
 static double att_loss(void *p)
 {
     AttCtx *c = p;
-    attention_forward(c->out, c->att, c->qkv, NULL, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->att, 0, c->qkv, NULL, c->B, c->T, c->C, c->NH);
     return dotf(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 static void att_case(int B, int T, int C, int NH)
@@ -490,7 +490,11 @@ static void test_prefix_sharing(void)
     memcpy(g2, m.grads, 4 * m.num_params);
     /* packed */
     int T1 = LP + LC + LR;
-    int32_t tok1[LP + LC + LR], pos1[LP + LC + LR], row1[LC + LR], tgt1[LC + LR], skip[2] = {LP, LP + LC};
+    int32_t tok1[LP + LC + LR], pos1[LP + LC + LR], row1[LC + LR], tgt1[LC + LR], skip[2 * (LP + LC + LR)];
+    for (int i = 0; i < T1; i++) {
+        skip[2 * i] = i >= LP + LC ? LP : 0;
+        skip[2 * i + 1] = i >= LP + LC ? LP + LC : 0;
+    }
     for (int i = 0; i < LP; i++) { tok1[i] = P[i]; pos1[i] = i; }
     for (int i = 0; i < LC; i++) { tok1[LP + i] = Cc[i]; pos1[LP + i] = LP + i; }
     for (int i = 0; i < LR; i++) { tok1[LP + LC + i] = R[i]; pos1[LP + LC + i] = LP + i; }
@@ -521,6 +525,72 @@ static void test_prefix_sharing(void)
     gpt_free(&m);
 }
 
+/* K branches after one prompt in one sequence, each hiding the branches before it, give
+ * the log-probs (and the gradient) of K separate prompt + branch sequences. */
+static void test_k_branches(void)
+{
+    GptDims d = {.vocab_size = 19, .context = 40, .n_layer = 2, .n_head = 2, .n_embd = 16};
+    enum { K = 4, LP = 5, LB = 21 }; /* the packed sequence (5 + 4*20 = 85) crosses two attention blocks */
+    Gpt m;
+    gpt_init_seq(&m, &d, K, LP + K * (LB - 1));
+    gpt_init_weights(&m, 11, 0.3);
+    int32_t P[LP], Y[K][LB];
+    for (int i = 0; i < LP; i++) P[i] = (int32_t)rng_below(&g_rng, 19);
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < LB; i++) Y[k][i] = (int32_t)rng_below(&g_rng, 19);
+    /* separate: K sequences of prompt + branch without its last token */
+    int T2 = LP + LB - 1, n2 = 0;
+    int32_t tok2[K * (LP + LB - 1)], row2[K * LB], tgt2[K * LB];
+    for (int k = 0; k < K; k++) {
+        for (int i = 0; i < T2; i++) tok2[k * T2 + i] = i < LP ? P[i] : Y[k][i - LP];
+        for (int t = 0; t < LB; t++) { row2[n2] = k * T2 + LP - 1 + t; tgt2[n2++] = Y[k][t]; }
+    }
+    double lp2[K * LB], lp1[K * LB];
+    float w[K * LB];
+    for (int i = 0; i < K * LB; i++) w[i] = (float)(i % 7) * 0.3f - 0.8f;
+    gpt_forward_rows(&m, tok2, NULL, NULL, K, T2, n2, row2, tgt2, lp2);
+    gpt_zero_grad(&m);
+    gpt_backward_rows(&m, w, NULL, NULL);
+    float *g2 = malloc(4 * m.num_params);
+    memcpy(g2, m.grads, 4 * m.num_params);
+    /* packed: prompt | branch 0 | ... | branch K-1 */
+    int T1 = LP + K * (LB - 1), n1 = 0;
+    int32_t tok1[LP + K * (LB - 1)], pos1[LP + K * (LB - 1)], skip[2 * (LP + K * (LB - 1))], row1[K * LB], tgt1[K * LB];
+    for (int i = 0; i < LP; i++) { tok1[i] = P[i]; pos1[i] = i; skip[2 * i] = skip[2 * i + 1] = 0; }
+    for (int k = 0; k < K; k++) {
+        int start = LP + k * (LB - 1);
+        for (int i = 0; i < LB - 1; i++) {
+            tok1[start + i] = Y[k][i];
+            pos1[start + i] = LP + i;
+            skip[2 * (start + i)] = k ? LP : 0;
+            skip[2 * (start + i) + 1] = k ? start : 0;
+        }
+        for (int t = 0; t < LB; t++) { row1[n1] = t == 0 ? LP - 1 : start + t - 1; tgt1[n1++] = Y[k][t]; }
+    }
+    gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);
+    gpt_zero_grad(&m);
+    gpt_backward_rows(&m, w, NULL, NULL);
+    double worst = 0;
+    for (int i = 0; i < n1; i++) {
+        double e = fabs(lp1[i] - lp2[i]) / (1 + fabs(lp2[i]));
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(worst < 1e-5);
+    double dd = 0, nn = 0;
+    for (size_t i = 0; i < m.num_params; i++) {
+        double e = (double)m.grads[i] - g2[i];
+        dd += e * e;
+        nn += (double)g2[i] * g2[i];
+    }
+    CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+    /* the skip matters for the last branch, which would otherwise see the others */
+    for (int i = 0; i < 2 * T1; i++) skip[i] = 0;
+    gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);
+    CU_ASSERT(fabs(lp1[(K - 1) * LB + 3] - lp2[(K - 1) * LB + 3]) > 1e-4);
+    free(g2);
+    gpt_free(&m);
+}
+
 int main(void)
 {
     rng_init(&g_rng, 42, 0);
@@ -540,6 +610,7 @@ int main(void)
     CU_add_test(s, "model gradient (directions, two attention blocks)", test_model_all_directions);
     CU_add_test(s, "causality and padding", test_causality_and_padding);
     CU_add_test(s, "prefix sharing equals two sequences", test_prefix_sharing);
+    CU_add_test(s, "K branches equal K sequences", test_k_branches);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

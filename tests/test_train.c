@@ -300,7 +300,7 @@ static void test_pref_gradients(void)
             gpt_init_weights(&m, 3, 0.2);
             /* reference near the policy (every term in its active, curved region) */
             Gpt r0;
-            gpt_init_seq(&r0, &dd, 18, ms);
+            gpt_init_infer(&r0, &dd, 18, reflogp_seq_len(&d));
             memcpy(r0.params, m.params, 4 * m.num_params);
             reflogp_compute(&r0, &d, 0, 1, 18, ref);
             gpt_free(&r0);
@@ -426,7 +426,7 @@ static void test_dpo_learns(void)
     gpt_init_weights(&m, 4, 0.02);
     /* reference = the initial policy */
     Gpt r0;
-    gpt_init_seq(&r0, &dd, 18, ms);
+    gpt_init_infer(&r0, &dd, 18, reflogp_seq_len(&d));
     memcpy(r0.params, m.params, 4 * m.num_params);
     double ref[9];
     reflogp_compute(&r0, &d, 0, 1, 18, ref);

@@ -44,8 +44,10 @@ int ckpt_read_dims(const char *path, GptDims *d, char *err, int errlen);
  * naming the file and the tensor (missing, wrong shape, non-finite, foreign file). */
 int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char *err, int errlen);
 /* Read a checkpoint's dims, initialise m for up to max_batch sequences of up to max_seq
- * tokens (capped at its context) and load the weights. Dies naming the file on errors. */
-void ckpt_load_model(const char *path, int max_batch, int max_seq, Gpt *m);
+ * tokens (capped at its context), or of pack_seq tokens if longer (packed sequences, e.g.
+ * reflogp_seq_len, whose positions stay within the context), and load the weights. Dies
+ * naming the file on errors. */
+void ckpt_load_model(const char *path, int max_batch, int max_seq, int pack_seq, Gpt *m);
 
 /* As above, dying with the message. */
 void ckpt_load(const char *path, Gpt *m, AdamW *opt, CkptState *st);

@@ -86,6 +86,7 @@ typedef struct {
     double frac;        /* share of prompts kept */
     double temperature; /* proportional: weight PVar^(1/temperature) */
     int every;          /* reselect every N epochs; 0 = once, before training */
+    double max_share;   /* model source: selections' largest predicted share of the time (lengthens every) */
     char *source;       /* "model" (the policy's implicit rewards) | "scores" */
     double beta;        /* model: sigma(beta (h_i - h_j)); 0 = loss.beta */
     double scale;       /* scores: sigma(scale (s_i - s_j)) */

@@ -70,6 +70,7 @@ typedef struct {
     int max_batch;    /* B the activations were sized for */
     int max_seq;      /* T the activations were sized for (>= context for packed pairs) */
     const int32_t *skip; /* of the last forward */
+    int infer;        /* forward only (gpt_init_infer): no gradients, no backward */
     GptActs *acts;
     /* set by the last forward, used by backward */
     int B, T;
@@ -81,6 +82,10 @@ void gpt_init(Gpt *m, const GptDims *d, int max_batch);
 /* The same with activations for sequences of up to max_seq tokens (packed pairs of
  * prompt + chosen + rejected can be longer than the context; positions stay < context). */
 void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq);
+/* The same for forward passes only (log-probs of many responses): no gradients, and
+ * activations for one layer at a time with attention scratch per thread, so a batch needs
+ * about 1/n_layer of the memory and stays in cache; gpt_backward* die on it. */
+void gpt_init_infer(Gpt *m, const GptDims *d, int max_batch, int max_seq);
 void gpt_free(Gpt *m); /* NULL harmless */
 
 /* GPT-2 init: N(0, std) for matrices and embeddings (residual projections scaled by
@@ -108,9 +113,10 @@ void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const ui
  * gpt_forward is a wrapper).
  *   tokens (B, T) int32 in [0, V)
  *   pos    (B, T) int32 position ids in [0, context), or NULL for 0..T-1 in every sequence
- *   skip   (B, 2) int32 [lo, hi): in sequence b, rows i >= hi do not attend to columns
- *          lo..hi-1 (two branches sharing a prefix: prompt | chosen | rejected, with
- *          lo = len(prompt), hi = lo + len(chosen)); NULL = plain causal
+ *   skip   (B, T, 2) int32 [lo, hi): row i of sequence b does not attend to columns
+ *          lo..hi-1 (lo == hi: nothing hidden; hi <= i). Branches sharing a prefix:
+ *          prompt | chosen | rejected has lo = len(prompt), hi = lo + len(chosen) on the
+ *          rejected rows; K branches hide [len(prompt), start of their own). NULL = plain causal
  *   row    (n_rows) indices into the B*T rows whose next token is scored (a row may repeat:
  *          the last prompt row predicts the first token of both branches)
  *   target (n_rows) the token scored at each of them

@@ -36,11 +36,15 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 
 /* Causal multi-head attention.
  *   qkv (B,T,3C): q | k | v, heads interleaved by hs within each C
- *   skip (B,2) or NULL: rows i >= skip[b][1] of sequence b do not attend to columns
- *        [skip[b][0], skip[b][1]) (two branches sharing a prefix)
+ *   skip (B,T,2) or NULL: row i of sequence b does not attend to columns
+ *        [skip[b][i][0], skip[b][i][1]) (empty when equal; hi <= i): branches sharing a
+ *        prefix, each row hiding the branches before its own
  *   out (B,T,C), att (B,NH,T,T): softmax probabilities (0 above the diagonal and where
- *   skipped), kept for backward; the backward needs nothing else to honour the skip */
-void attention_forward(float *out, float *att, const float *qkv, const int32_t *skip, int B, int T, int C, int NH);
+ *   skipped), kept for backward; the backward needs nothing else to honour the skip.
+ *   att_threads > 0: att is instead (att_threads,T,T) scratch, one per thread (forward
+ *   only), and at most att_threads threads run */
+void attention_forward(float *out, float *att, int att_threads, const float *qkv, const int32_t *skip, int B, int T,
+                       int C, int NH);
 /* dqkv (B,T,3C) overwritten; scratch (max_threads,T,T): heads run in parallel, at most
  * max_threads at once. */
 void attention_backward(float *dqkv, float *scratch, int max_threads, const float *dout, const float *qkv,

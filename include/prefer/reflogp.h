@@ -21,13 +21,22 @@ void reflogp_model_hash(const Gpt *m, char out[17]);
 /* Hex hash of a dataset's prompts, responses and their links. */
 void reflogp_data_hash(const PrefData *d, char out[17]);
 
-/* log pi(y_i | x_i) for responses [0, R): this rank computes responses
- * whole batches of `batch` responses (the same batches for any number of ranks, so the
- * values are too), a contiguous run holding ~1/world of the tokens, (the model must have max_batch >= batch
- * and max_seq >= the longest prompt + response - 1); the full array is then summed over
- * ranks so every rank holds all of it (out is overwritten). Dies on a response that does
- * not fit the model's context. */
+/* log pi(y_i | x_i) for responses [0, R). The responses of a prompt are forwarded together,
+ * the prompt once: packs prompt | y_1 | ... | y_k, each branch hiding the ones before it
+ * (at most max(128, the longest prompt + response - 1) tokens). This rank computes whole
+ * batches of `batch` packs (the same batches for any number of ranks, so the values are
+ * too), a contiguous run holding ~1/world of the tokens; the full array is then summed over
+ * ranks so every rank holds all of it (out is overwritten). The model needs max_batch >=
+ * batch and max_seq >= reflogp_seq_len(d). Dies on a response that does not fit the
+ * model's context. */
 void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out);
+
+/* The sequence length (max_seq) a model needs for reflogp_compute on d: its longest pack. */
+int reflogp_seq_len(const PrefData *d);
+
+/* Tokens the forward passes of reflogp_compute run over for the whole dataset (over all
+ * ranks, padding included): the cost of a pass, for estimates. */
+double reflogp_pass_tokens(const PrefData *d, int batch);
 
 /* The same for a sharded dataset: each rank reads only the tokens of its responses. */
 void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out);

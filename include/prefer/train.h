@@ -83,6 +83,12 @@ typedef struct {
     double *pvar;            /* [n_prompts] PVar at the last selection (NaN: < 2 responses) */
     int cur_new;             /* set when a selection was just made (for the run log) */
     double cur_seconds;      /* time the last selection took */
+    int cur_period;          /* reselect every this many epochs: curriculum.every, lengthened to keep
+                              * model-based selections within curriculum.max_share (0 = once) */
+    int cur_start_is_ref;    /* the policy at step 0 is the reference itself: PVar 0, no pass */
+    double cur_sel_tokens;   /* predicted cost of a selection: tokens its forward pass runs over */
+    double cur_epoch_tokens; /* and of an epoch: input tokens of frac of the pairs, whole steps */
+    double cur_step_tokens;  /* and of a step: input tokens of a global batch of pairs */
     int64_t n_gn;            /* curriculum.grad_norm_sample: prompts whose gradient norm ... */
     int64_t *gn_prompt;      /* ... was measured at the last selection, and */
     double *gn;              /* ... the norm of the mean loss gradient over each one's pairs */
@@ -110,6 +116,11 @@ void trainer_step(Trainer *t, StepStats *st);
 /* Start a new curriculum epoch if the current one is over (collective: every rank calls
  * it before each step; trainer_step does). Computes PVar and selects when due. */
 void trainer_curriculum(Trainer *t);
+/* Whether epoch e, starting at start_step, begins with a selection: epoch 0, then every
+ * t->cur_period epochs (for the model source counted from epoch 1, since epoch 0's policy is
+ * usually the reference), except, under curriculum.max_share < 1, when the steps left are too
+ * few to keep that selection within the share. */
+int trainer_curriculum_selects(const Trainer *t, int64_t epoch, int64_t start_step);
 /* Dataset index (response or pair) of the example at global position q of the stream. */
 int64_t trainer_example_at(Trainer *t, int64_t q);
 

@@ -367,7 +367,7 @@ static void model_logps(const PvarConfig *pc, const PrefData *d, const char *pat
                         int world, double *out, char hash[17])
 {
     Gpt m;
-    ckpt_load_model(path, pc->batch, longest, &m);
+    ckpt_load_model(path, pc->batch, longest, longest, &m);
     if (d->vocab_size > m.d.vocab_size)
         die_user("pvar: %s: vocab_size %lld exceeds the model's %d (%s)", pc->data, (long long)d->vocab_size,
                  m.d.vocab_size, path);
@@ -439,6 +439,7 @@ int cmd_pvar(int argc, char **argv)
         }
         double *lr = xmalloc(sizeof(double) * (size_t)(R > 0 ? R : 1));
         char hp[17], hr[17];
+        longest = reflogp_seq_len(&d);
         model_logps(pc, &d, pc->policy, longest, rank, world, h, hp);
         model_logps(pc, &d, pc->ref, longest, rank, world, lr, hr);
         for (int64_t r = 0; r < R; r++)

@@ -55,7 +55,7 @@ void did_make_prefs(SynthTask *t, const SynthConfig *sc, double beta, int split,
     Gpt ref;
     int use_model = sc->did_ref && *sc->did_ref;
     if (use_model)
-        ckpt_load_model(sc->did_ref, 1, P + nt, &ref);
+        ckpt_load_model(sc->did_ref, 1, P + nt, 0, &ref);
     int64_t N = s.n, R = 2 * (int64_t)K * n_prompts;
     double *lref = xmalloc(sizeof(double) * (size_t)N), *r = xmalloc(sizeof(double) * (size_t)N);
     double *lstar = xmalloc(sizeof(double) * (size_t)N), *ll = xmalloc(sizeof(double) * (size_t)N);

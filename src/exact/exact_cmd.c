@@ -231,7 +231,7 @@ static void append_runlog(const ExactConfig *ec, double beta, int64_t P, const d
  * and context against the task. */
 static void load_model(const char *path, const SynthTask *t, const EnumSpace *s, int longest, Gpt *m)
 {
-    ckpt_load_model(path, EXACT_PAIR_BATCH, longest, m);
+    ckpt_load_model(path, EXACT_PAIR_BATCH, longest, longest, m);
     if (m->d.vocab_size < t->vocab)
         die_user("%s: the model's vocabulary (%d) is smaller than the task's (synth_vocab_size %d)", path,
                  m->d.vocab_size, t->vocab);
@@ -281,6 +281,8 @@ int cmd_exact(int argc, char **argv)
         longest = len > longest ? len : longest;
     }
     Gpt pol, ref;
+    int seq = reflogp_seq_len(&data);
+    longest = seq > longest ? seq : longest;
     load_model(ec->policy, &task, &s, longest, &pol);
     load_model(ec->ref, &task, &s, longest, &ref);
     say("exact: %lld prompts of %s, %d^%d = %lld responses each; policy %s, reference %s, beta %g, %d rank(s)\n",

@@ -220,8 +220,9 @@ int cmd_eval(int argc, char **argv)
         longest = n > longest ? n : longest;
     }
     Gpt pol, ref;
-    ckpt_load_model(ec->policy, ec->batch, longest, &pol);
-    ckpt_load_model(ec->ref, ec->batch, longest, &ref);
+    int seq = reflogp_seq_len(&data);
+    ckpt_load_model(ec->policy, ec->batch, longest, seq, &pol);
+    ckpt_load_model(ec->ref, ec->batch, longest, seq, &ref);
     if (pol.d.vocab_size != ref.d.vocab_size)
         die_user("%s and %s have different vocabularies (%d, %d)", ec->policy, ec->ref, pol.d.vocab_size,
                  ref.d.vocab_size);

@@ -134,7 +134,7 @@ int cmd_logprob(int argc, char **argv)
         if (L.off[i + 1] - L.off[i] > longest + 1)
             longest = L.off[i + 1] - L.off[i] - 1;
     Gpt m;
-    ckpt_load_model(path, 1, (int)longest, &m);
+    ckpt_load_model(path, 1, (int)longest, 0, &m);
     int32_t *row = xmalloc(sizeof(int32_t) * longest), *tgt = xmalloc(sizeof(int32_t) * longest);
     double *lp = xmalloc(sizeof(double) * longest);
     for (size_t i = 0; i < L.lines; i++) {

@@ -338,12 +338,13 @@ void ckpt_load(const char *path, Gpt *m, AdamW *opt, CkptState *st)
         die_user("%s", err);
 }
 
-void ckpt_load_model(const char *path, int max_batch, int max_seq, Gpt *m)
+void ckpt_load_model(const char *path, int max_batch, int max_seq, int pack_seq, Gpt *m)
 {
     GptDims d;
     char err[1024];
     if (ckpt_read_dims(path, &d, err, sizeof err) != 0)
         die_user("%s", err);
-    gpt_init_seq(m, &d, max_batch, max_seq < d.context ? max_seq : d.context);
+    int T = max_seq < d.context ? max_seq : d.context;
+    gpt_init_infer(m, &d, max_batch, pack_seq > T ? pack_seq : T);
     ckpt_load(path, m, NULL, NULL);
 }

@@ -304,7 +304,7 @@ int cmd_export_hf(int argc, char **argv)
                     a.n_pos > 2 ? a.pos[2] : "");
     const char *ckpt = a.pos[0], *dir = a.pos[1];
     Gpt m;
-    ckpt_load_model(ckpt, 1, 1, &m);
+    ckpt_load_model(ckpt, 1, 1, 0, &m);
     util_mkdir_p(dir);
     char *st = xasprintf("%s/model.safetensors", dir), *cj = xasprintf("%s/config.json", dir);
     hf_write_safetensors(&m, st);

@@ -266,7 +266,8 @@ static void policy_stats(const char *ckpt, const char *samples, int n_classes, P
         longest = n > longest ? n : longest;
     }
     Gpt m;
-    ckpt_load_model(ckpt, ITER_LOGP_BATCH, longest, &m);
+    int seq = reflogp_seq_len(&d);
+    ckpt_load_model(ckpt, ITER_LOGP_BATCH, longest, seq, &m);
     double *lp = xmalloc(sizeof(double) * (size_t)(R ? R : 1)), s = 0;
     reflogp_compute(&m, &d, dist_rank(), dist_size(), ITER_LOGP_BATCH, lp);
     for (int64_t r = 0; r < R; r++)
@@ -329,7 +330,7 @@ static void exact_stats(ExactStats *x, const char *ckpt, int n_classes)
         return;
     int nt = enum_tokens(&x->space), P = (int)(x->d.prompt_offsets[1] - x->d.prompt_offsets[0]);
     Gpt m;
-    ckpt_load_model(ckpt, 1, P + nt, &m);
+    ckpt_load_model(ckpt, 1, P + nt, 0, &m);
     double *t = x->prev;
     x->prev = x->lp;
     x->lp = t;

@@ -45,6 +45,7 @@ struct GptActs {
     float *dqkv;                        /* (N,3C) */
     float *datt;                        /* (datt_threads,T,T) */
     int datt_threads;
+    int att_threads;                    /* forward only: att is (att_threads,T,T) scratch */
 };
 
 static void add_tensor(Gpt *m, int *cap, const char *name, size_t *off, int ndim, int s0, int s1,
@@ -129,7 +130,7 @@ static void make_view(const Gpt *m, float *base, GptView *v)
 
 void gpt_init(Gpt *m, const GptDims *d, int max_batch) { gpt_init_seq(m, d, max_batch, d->context); }
 
-void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq)
+static void init_model(Gpt *m, const GptDims *d, int max_batch, int max_seq, int infer)
 {
     memset(m, 0, sizeof *m);
     if (max_seq < 1)
@@ -142,23 +143,31 @@ void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq)
     m->d = *d;
     m->max_batch = max_batch;
     m->max_seq = max_seq;
+    m->infer = infer;
     build_layout(m);
     m->params = xmalloc_aligned(sizeof(float) * m->num_params);
-    m->grads = xmalloc_aligned(sizeof(float) * m->num_params);
     make_view(m, m->params, &m->p);
-    make_view(m, m->grads, &m->g);
+    if (!infer) {
+        m->grads = xmalloc_aligned(sizeof(float) * m->num_params);
+        make_view(m, m->grads, &m->g);
+    } else {
+        m->g.layer = xcalloc((size_t)d->n_layer, sizeof(GptLayer));
+    }
 
-    int C = d->n_embd, L = d->n_layer, V = d->vocab_size, T = max_seq, NH = d->n_head;
+    /* forward only: one layer's activations, reused by every layer, and attention
+     * probabilities per thread (nothing is kept for a backward) */
+    int C = d->n_embd, L = infer ? 1 : d->n_layer, V = d->vocab_size, T = max_seq, NH = d->n_head;
     size_t N = (size_t)max_batch * T, NR = N + (size_t)max_batch; /* scored rows: a row may count twice */
     GptActs *a = xcalloc(1, sizeof *a);
     a->N = N;
 #define A(n) xmalloc_aligned(sizeof(float) * (n))
+    a->att_threads = omp_get_max_threads();
     a->encoded = A(N * C);
     a->ln1 = A(L * N * C);
     a->ln1_mean = A(L * N);
     a->ln1_rstd = A(L * N);
     a->qkv = A(L * N * 3 * C);
-    a->att = A((size_t)L * max_batch * NH * T * T);
+    a->att = infer ? A((size_t)a->att_threads * T * T) : A((size_t)L * max_batch * NH * T * T);
     a->atty = A(L * N * C);
     a->res2 = A(L * N * C);
     a->ln2 = A(L * N * C);
@@ -176,19 +185,24 @@ void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq)
     a->probs = A(NR * V);
     a->row_logp = xmalloc_aligned(sizeof(double) * NR);
     a->row_logit = xmalloc_aligned(sizeof(double) * NR);
-    a->row_w = A(NR);
-    a->dxc = A(NR * C);
     a->pos = xmalloc_aligned(sizeof(int32_t) * N);
     a->NR = NR;
-    a->dres = A(N * C);
-    a->dbuf = A(N * C);
-    a->dbuf4 = A(N * 4 * C);
-    a->dqkv = A(N * 3 * C);
-    a->datt_threads = omp_get_max_threads();
-    a->datt = A((size_t)a->datt_threads * T * T);
+    a->dbuf = A(N * C); /* also the forward's attention projection output */
+    if (!infer) {
+        a->row_w = A(NR);
+        a->dxc = A(NR * C);
+        a->dres = A(N * C);
+        a->dbuf4 = A(N * 4 * C);
+        a->dqkv = A(N * 3 * C);
+        a->datt_threads = omp_get_max_threads();
+        a->datt = A((size_t)a->datt_threads * T * T);
+    }
 #undef A
     m->acts = a;
 }
+
+void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq) { init_model(m, d, max_batch, max_seq, 0); }
+void gpt_init_infer(Gpt *m, const GptDims *d, int max_batch, int max_seq) { init_model(m, d, max_batch, max_seq, 1); }
 
 void gpt_free(Gpt *m)
 {
@@ -313,10 +327,12 @@ void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const i
         a->row_target[r] = target[r];
     }
     if (skip)
-        for (int b = 0; b < B; b++)
-            if (skip[2 * b] < 0 || skip[2 * b] > skip[2 * b + 1] || skip[2 * b + 1] > T)
-                die("gpt_forward: bad attention skip [%d, %d) for sequence %d of length %d", skip[2 * b],
-                    skip[2 * b + 1], b, T);
+        for (size_t i = 0; i < N; i++) {
+            int32_t lo = skip[2 * i], hi = skip[2 * i + 1];
+            if (lo < 0 || lo > hi || (hi > lo && hi > (int32_t)(i % (size_t)T)))
+                die("gpt_forward: bad attention skip [%d, %d) for row %zu of sequence %zu", lo, hi, i % (size_t)T,
+                    i / (size_t)T);
+        }
     m->B = B;
     m->T = T;
     m->skip = skip;
@@ -326,16 +342,16 @@ void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const i
     const float *res = a->encoded;
     for (int l = 0; l < L; l++) {
         const GptLayer *w = &m->p.layer[l];
-        size_t oN = (size_t)l * a->N;
+        size_t oN = m->infer ? 0 : (size_t)l * a->N; /* forward only: every layer reuses one */
         float *ln1 = a->ln1 + oN * C, *qkv = a->qkv + oN * 3 * C;
-        float *att = a->att + (size_t)l * m->max_batch * NH * m->max_seq * m->max_seq;
+        float *att = m->infer ? a->att : a->att + (size_t)l * m->max_batch * NH * m->max_seq * m->max_seq;
         float *atty = a->atty + oN * C, *res2 = a->res2 + oN * C, *ln2 = a->ln2 + oN * C;
         float *fch = a->fch + oN * 4 * C, *fchg = a->fch_gelu + oN * 4 * C, *res3 = a->res3 + oN * C;
         float *dtmp = a->dbuf; /* attention projection output, before the residual */
 
         layernorm_forward(ln1, a->ln1_mean + oN, a->ln1_rstd + oN, res, w->ln1w, w->ln1b, (int)N, C);
         matmul_forward(qkv, ln1, w->qkvw, w->qkvb, (int)N, C, 3 * C);
-        attention_forward(atty, att, qkv, skip, B, T, C, NH);
+        attention_forward(atty, att, m->infer ? a->att_threads : 0, qkv, skip, B, T, C, NH);
         matmul_forward(dtmp, atty, w->attprojw, w->attprojb, (int)N, C, C);
         residual_forward(res2, res, dtmp, N * C);
         layernorm_forward(ln2, a->ln2_mean + oN, a->ln2_rstd + oN, res2, w->ln2w, w->ln2b, (int)N, C);
@@ -404,6 +420,8 @@ void gpt_forward(Gpt *m, const int32_t *tokens, const int32_t *targets, const ui
 void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
 {
     GptActs *a = m->acts;
+    if (m->infer)
+        die("gpt_backward on a forward-only model (gpt_init_infer)");
     if (m->B == 0)
         die("gpt_backward called without a forward");
     for (int r = 0; r < a->M; r++)
@@ -413,6 +431,8 @@ void gpt_backward(Gpt *m, const float *dlogp, GptGradReady ready, void *ctx)
 
 void gpt_backward_rows(Gpt *m, const float *drow, GptGradReady ready, void *ctx)
 {
+    if (m->infer)
+        die("gpt_backward_rows on a forward-only model (gpt_init_infer)");
     const GptDims *d = &m->d;
     GptActs *a = m->acts;
     int C = d->n_embd, NH = d->n_head, V = d->vocab_size, L = d->n_layer;

@@ -213,30 +213,37 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
  * half of the full T x T products. */
 #define ATT_TB 64
 
-void attention_forward(float *out, float *att, const float *qkv, const int32_t *skip, int B, int T, int C, int NH)
+void attention_forward(float *out, float *att, int att_threads, const float *qkv, const int32_t *skip, int B, int T,
+                       int C, int NH)
 {
     int hs = C / NH;
     size_t C3 = (size_t)3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1)
+    int nt = omp_get_max_threads();
+    nt = att_threads > 0 && att_threads < nt ? att_threads : nt;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         {
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
             const float *k = q + C;
             const float *v = q + 2 * C;
-            float *a = att + ((size_t)b * NH + h) * T * T;
+            float *a = att_threads > 0 ? att + (size_t)omp_get_thread_num() * T * T : att + ((size_t)b * NH + h) * T * T;
             float *o = out + (size_t)b * T * C + (size_t)h * hs;
             for (int i0 = 0; i0 < T; i0 += ATT_TB) {
                 int i1 = i0 + ATT_TB < T ? i0 + ATT_TB : T;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, i1, hs, scale,
                             q + i0 * C3, (int)C3, k, (int)C3, 0.0f, a + (size_t)i0 * T, T);
             }
-            int lo = skip ? skip[2 * b] : 0, hi = skip ? skip[2 * b + 1] : 0;
+            const int32_t *sk = skip ? skip + (size_t)2 * b * T : NULL;
             for (int i = 0; i < T; i++) {
                 float *row = a + (size_t)i * T;
-                /* rows past the first branch do not see it: drop columns [lo, hi) */
-                int s0 = i >= hi ? lo : i + 1, s1 = i >= hi ? hi : i + 1;
+                /* a row in a later branch does not see the branches before it: drop [s0, s1) */
+                int s0 = i + 1, s1 = i + 1;
+                if (sk && sk[2 * i] < sk[2 * i + 1]) {
+                    s0 = sk[2 * i];
+                    s1 = sk[2 * i + 1];
+                }
                 for (int j = s0; j < s1; j++)
                     row[j] = -INFINITY;
                 float mx = row[0];

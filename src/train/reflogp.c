@@ -34,122 +34,243 @@ void reflogp_data_hash(const PrefData *d, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* log pi(y | x) of responses ids[0..n) of d into vals[0..n), `batch` sequences per forward. */
-static void compute_ids(Gpt *m, const PrefData *d, const int64_t *idlist, int64_t n, int batch, double *vals)
+/* ---------------------------------------------------------------- packed passes
+ *
+ * A pass forwards packs: runs of consecutive responses that answer the same prompt, as one
+ * sequence prompt | y_1 | ... | y_k in which each branch hides the ones before it (the
+ * K-branch form of the trainer's prefix sharing), so a prompt is forwarded once for all of
+ * its responses. A branch feeds its tokens but the last (which is only predicted); its
+ * first token is predicted by the last prompt row. A pack holds at most
+ * max(REFLOGP_PACK_TOKENS, the longest single prompt + response - 1) tokens. Packs depend on
+ * the data alone, batches are `batch` consecutive packs, and ranks take whole batches: so
+ * the values are the same whatever the number of ranks. */
+
+#define REFLOGP_PACK_TOKENS 128
+
+static int64_t plen(const PrefData *d, int64_t e)
 {
-    int T = m->max_seq;
-    if (batch > m->max_batch)
-        batch = m->max_batch;
-    size_t NT = (size_t)batch * T;
-    int32_t *tok = xmalloc(sizeof(int32_t) * NT), *tgt = xmalloc(sizeof(int32_t) * NT);
-    uint8_t *mask = xmalloc(NT);
-    double *seq = xmalloc(sizeof(double) * batch);
-    for (int64_t i0 = 0; i0 < n; i0 += batch) {
-        int B = (int)(n - i0 < batch ? n - i0 : batch), Tb = 1;
-        const int64_t *ids = idlist + i0;
-        for (int b = 0; b < B; b++) {
-            int64_t e = ids[b], p = d->response_prompt[e];
-            int len = (int)((d->prompt_offsets[p + 1] - d->prompt_offsets[p]) + (d->response_offsets[e + 1] - d->response_offsets[e]));
-            if (len - 1 > T)
-                die_user("response %lld with its prompt is %d tokens, more than the reference model takes (%d)",
-                         (long long)e, len, T + 1);
-            Tb = len - 1 > Tb ? len - 1 : Tb;
-        }
-        size_t BT = (size_t)(unsigned)B * (unsigned)Tb;
-        memset(tok, 0, sizeof(int32_t) * BT);
-        memset(tgt, 0, sizeof(int32_t) * BT);
-        memset(mask, 0, BT);
-        for (int b = 0; b < B; b++) {
-            int64_t e = ids[b], p = d->response_prompt[e];
-            const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
-            const int32_t *rt = d->response_tokens + d->response_offsets[e];
-            int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]);
-            int len = lp + (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
-            for (int i = 0; i + 1 < len; i++) {
-                tok[(size_t)b * Tb + i] = i < lp ? pt[i] : rt[i - lp];
-                tgt[(size_t)b * Tb + i] = i + 1 < lp ? pt[i + 1] : rt[i + 1 - lp];
-                mask[(size_t)b * Tb + i] = i + 1 >= lp;
-            }
-        }
-        gpt_forward(m, tok, tgt, mask, B, Tb, NULL, seq, NULL);
-        memcpy(vals + i0, seq, sizeof(double) * (size_t)B);
+    int64_t p = d->response_prompt[e];
+    return d->prompt_offsets[p + 1] - d->prompt_offsets[p];
+}
+static int64_t rlen(const PrefData *d, int64_t e) { return d->response_offsets[e + 1] - d->response_offsets[e]; }
+/* tokens fed for response e alone, and as one more branch of a pack */
+static int64_t single_len(const PrefData *d, int64_t e) { return plen(d, e) + rlen(d, e) - 1; }
+static int64_t branch_len(const PrefData *d, int64_t e) { return rlen(d, e) > 0 ? rlen(d, e) - 1 : 0; }
+
+/* Pack boundaries: pack k is responses [(*start)[k], (*start)[k+1]); returns the number of
+ * packs. A response with an empty prompt is a pack of its own. *longest = the longest pack. */
+static int64_t make_packs(const PrefData *d, int64_t **start, int *longest)
+{
+    int64_t R = d->n_responses, cap = REFLOGP_PACK_TOKENS, np = 0;
+    for (int64_t e = 0; e < R; e++)
+        cap = single_len(d, e) > cap ? single_len(d, e) : cap;
+    *start = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
+    *longest = 1;
+    for (int64_t e = 0; e < R;) {
+        int64_t n = single_len(d, e), f = e++;
+        if (plen(d, f) > 0)
+            while (e < R && d->response_prompt[e] == d->response_prompt[f] && n + branch_len(d, e) <= cap)
+                n += branch_len(d, e++);
+        (*start)[np++] = f;
+        *longest = n > *longest ? (int)n : *longest;
     }
-    free(tok);
-    free(tgt);
-    free(mask);
-    free(seq);
+    (*start)[np] = R;
+    return np;
 }
 
-/* This rank's responses: whole batches [k*batch, (k+1)*batch) of the global response order
- * (so every batch, its padding and its bits are the same whatever the number of ranks),
- * a contiguous run of them holding about 1/world of the tokens (prompt + response), so
- * ranks get equal work and a sharded rank reads one region of the file. */
-static int64_t my_ids(const PrefData *d, int rank, int world, int batch, int64_t **ids)
+/* Tokens of packs [k0, k1) of a batch padded to its longest: packs x T (global response e
+ * is d's response e - off). */
+static double batch_tokens(const PrefData *d, const int64_t *start, int64_t k0, int64_t k1, int64_t off, int *T)
 {
-    int64_t R = d->n_responses, nbat = (R + batch - 1) / batch, n = 0;
+    int64_t Tb = 1;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t n = single_len(d, start[k] - off);
+        for (int64_t e = start[k] + 1; e < start[k + 1]; e++)
+            n += branch_len(d, e - off);
+        Tb = n > Tb ? n : Tb;
+    }
+    if (T)
+        *T = (int)Tb;
+    return (double)(k1 - k0) * (double)Tb;
+}
+
+int reflogp_seq_len(const PrefData *d)
+{
+    int64_t *start;
+    int longest;
+    make_packs(d, &start, &longest);
+    free(start);
+    return longest;
+}
+
+double reflogp_pass_tokens(const PrefData *d, int batch)
+{
+    int64_t *start, np;
+    int longest;
+    np = make_packs(d, &start, &longest);
+    double total = 0;
+    for (int64_t k = 0; k < np; k += batch)
+        total += batch_tokens(d, start, k, k + batch < np ? k + batch : np, 0, NULL);
+    free(start);
+    return total;
+}
+
+/* log pi(y | x) of the responses of packs [k0, k1) (global pack bounds `start`): response
+ * e of the pass is response e - off of d (d is the dataset itself with off = 0, or a gather
+ * of a run of responses starting at off); values into vals[e - off]. */
+static void compute_packs(Gpt *m, const PrefData *d, const int64_t *start, int64_t k0, int64_t k1, int64_t off,
+                          int batch, double *vals)
+{
+    if (batch > m->max_batch)
+        batch = m->max_batch;
+    size_t NT = (size_t)batch * (size_t)m->max_seq, NR = NT + (size_t)batch;
+    int32_t *tok = xmalloc(sizeof(int32_t) * NT), *pos = xmalloc(sizeof(int32_t) * NT);
+    int32_t *skip = xmalloc(sizeof(int32_t) * 2 * NT), *row = xmalloc(sizeof(int32_t) * NR);
+    int32_t *tgt = xmalloc(sizeof(int32_t) * NR);
+    int64_t *owner = xmalloc(sizeof(int64_t) * NR);
+    double *logp = xmalloc(sizeof(double) * NR);
+    for (int64_t b0 = k0; b0 < k1; b0 += batch) {
+        int64_t b1 = b0 + batch < k1 ? b0 + batch : k1;
+        int T;
+        batch_tokens(d, start, b0, b1, off, &T);
+        if (T > m->max_seq)
+            die("reflogp: a pack of %d tokens does not fit the model's %d (allocate reflogp_seq_len)", T, m->max_seq);
+        int B = (int)(b1 - b0), nr = 0;
+        size_t BT = (size_t)B * (size_t)T;
+        memset(tok, 0, sizeof(int32_t) * BT);
+        memset(pos, 0, sizeof(int32_t) * BT);
+        memset(skip, 0, sizeof(int32_t) * 2 * BT);
+        for (int b = 0; b < B; b++) {
+            int64_t f = start[b0 + b] - off, l = start[b0 + b + 1] - off, p = d->response_prompt[f];
+            const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
+            int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]), base = b * T, at = lp;
+            for (int64_t e = f; e < l; e++) {
+                vals[e] = 0;
+                if (single_len(d, e) > m->d.context)
+                    die_user("response %lld with its prompt is %lld tokens, more than the model takes (%d)",
+                             (long long)(e + off), (long long)single_len(d, e) + 1, m->d.context + 1);
+            }
+            if (lp == 0 && rlen(d, f) == 0)
+                continue; /* nothing to score */
+            if (lp == 0) { /* alone: its first token is the context of the rest, as unpacked */
+                pt = d->response_tokens + d->response_offsets[f];
+                lp = 1;
+            }
+            for (int i = 0; i < lp; i++) {
+                tok[base + i] = pt[i];
+                pos[base + i] = i;
+            }
+            for (int64_t e = f; e < l; e++) {
+                const int32_t *yt = d->response_tokens + d->response_offsets[e];
+                int ly = (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
+                if (pt == yt) { /* the empty-prompt case: y[0] is the prompt */
+                    yt++;
+                    ly--;
+                }
+                int lb = ly > 0 ? ly - 1 : 0;
+                for (int i = 0; i < lb; i++) {
+                    tok[base + at + i] = yt[i];
+                    pos[base + at + i] = lp + i;
+                    skip[2 * (base + at + i)] = e > f ? lp : 0; /* hide the branches before */
+                    skip[2 * (base + at + i) + 1] = e > f ? at : 0;
+                }
+                for (int k = 0; k < ly; k++) {
+                    row[nr] = base + (k == 0 ? lp - 1 : at + k - 1);
+                    tgt[nr] = yt[k];
+                    owner[nr++] = e;
+                }
+                at += lb;
+            }
+        }
+        gpt_forward_rows(m, tok, pos, skip, B, T, nr, row, tgt, logp);
+        for (int r = 0; r < nr; r++)
+            vals[owner[r]] += logp[r];
+    }
+    free(tok);
+    free(pos);
+    free(skip);
+    free(row);
+    free(tgt);
+    free(owner);
+    free(logp);
+}
+
+/* This rank's packs [*k0, *k1): whole batches of `batch` packs of the global order (so every
+ * batch, its padding and its bits are the same whatever the number of ranks), a contiguous
+ * run of them holding about 1/world of the tokens, so ranks get equal work and a sharded
+ * rank reads one region of the file. */
+static void my_packs(const PrefData *d, const int64_t *start, int64_t np, int rank, int world, int batch, int64_t *k0,
+                     int64_t *k1)
+{
+    int64_t nbat = (np + batch - 1) / batch;
     double *len = xmalloc(sizeof(double) * (size_t)(nbat ? nbat : 1)), total = 0;
     for (int64_t k = 0; k < nbat; k++) {
-        len[k] = 0;
-        for (int64_t e = k * batch; e < R && e < (k + 1) * batch; e++)
-            len[k] += (double)((d->prompt_offsets[d->response_prompt[e] + 1] - d->prompt_offsets[d->response_prompt[e]]) +
-                               (d->response_offsets[e + 1] - d->response_offsets[e]));
+        len[k] = batch_tokens(d, start, k * batch, (k + 1) * batch < np ? (k + 1) * batch : np, 0, NULL);
         total += len[k];
     }
     double lo = total * rank / world, hi = total * (rank + 1) / world, at = 0;
-    *ids = xmalloc(sizeof(int64_t) * (size_t)(R ? R : 1));
+    *k0 = *k1 = -1;
     for (int64_t k = 0; k < nbat; k++) {
         double mid = at + len[k] / 2; /* a batch belongs to the rank whose share holds its middle */
-        if (mid >= lo && (mid < hi || rank == world - 1))
-            for (int64_t e = k * batch; e < R && e < (k + 1) * batch; e++)
-                (*ids)[n++] = e;
+        if (mid >= lo && (mid < hi || rank == world - 1)) {
+            if (*k0 < 0)
+                *k0 = k * batch;
+            *k1 = (k + 1) * batch < np ? (k + 1) * batch : np;
+        }
         at += len[k];
     }
+    if (*k0 < 0)
+        *k0 = *k1 = 0;
     free(len);
-    return n;
 }
 
 void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, double *out)
 {
     if (batch > m->max_batch)
         batch = m->max_batch;
-    int64_t *ids, n = my_ids(d, rank, world, batch, &ids);
-    double *vals = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    compute_ids(m, d, ids, n, batch, vals);
+    int64_t *start, np, k0, k1;
+    int longest;
+    np = make_packs(d, &start, &longest);
+    my_packs(d, start, np, rank, world, batch, &k0, &k1);
     memset(out, 0, sizeof(double) * (size_t)d->n_responses);
-    for (int64_t i = 0; i < n; i++)
-        out[ids[i]] = vals[i];
+    compute_packs(m, d, start, k0, k1, 0, batch, out);
     dist_allreduce_sum_f64(out, (size_t)d->n_responses);
-    free(ids);
-    free(vals);
+    free(start);
 }
 
 void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out)
 {
     if (batch > m->max_batch)
         batch = m->max_batch;
-    int64_t R = s->meta.n_responses, *ids, n = my_ids(&s->meta, rank, world, batch, &ids);
-    /* gathers of whole batches, so compute_ids forms the same batches as without shards */
-    int64_t chunk = 4096 / batch > 0 ? (4096 / batch) * batch : batch, *iota = xmalloc(sizeof(int64_t) * (size_t)chunk);
-    double *vals = xmalloc(sizeof(double) * (size_t)chunk);
-    for (int64_t i = 0; i < chunk; i++)
-        iota[i] = i;
+    const PrefData *d = &s->meta;
+    int64_t R = d->n_responses, *start, np, k0, k1;
+    int longest;
+    np = make_packs(d, &start, &longest);
+    my_packs(d, start, np, rank, world, batch, &k0, &k1);
+    memset(out, 0, sizeof(double) * (size_t)R);
+    /* gathers of whole batches of about 4096 responses, so the batches are the same as
+     * without shards */
+    int64_t n_ids = k1 > k0 ? start[k1] - start[k0] : 0, *iota = xmalloc(sizeof(int64_t) * (size_t)(n_ids ? n_ids : 1));
     PrefData local;
     memset(&local, 0, sizeof local);
-    memset(out, 0, sizeof(double) * (size_t)R);
-    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
-        int64_t k = n - i0 < chunk ? n - i0 : chunk;
+    for (int64_t c0 = k0; c0 < k1;) {
+        int64_t c1 = c0;
+        while (c1 < k1 && (c1 == c0 || start[c1] - start[c0] < 4096))
+            c1 = c1 + batch < k1 ? c1 + batch : k1;
+        int64_t n = start[c1] - start[c0];
+        for (int64_t i = 0; i < n; i++)
+            iota[i] = start[c0] + i;
         char err[1024];
-        if (prefshard_gather_responses(s, k, ids + i0, &local, err, sizeof err) != 0)
+        if (prefshard_gather_responses(s, n, iota, &local, err, sizeof err) != 0)
             die_user("%s", err);
-        compute_ids(m, &local, iota, k, batch, vals);
-        for (int64_t i = 0; i < k; i++)
-            out[ids[i0 + i]] = vals[i];
+        /* the gather's response j is response start[c0] + j */
+        compute_packs(m, &local, start, c0, c1, start[c0], batch, out + start[c0]);
+        c0 = c1;
     }
     dist_allreduce_sum_f64(out, (size_t)R);
     prefdata_free(&local);
-    free(ids);
+    free(start);
     free(iota);
-    free(vals);
 }
 
 int reflogp_cache_read(const char *path, const char *model_hash, const PrefData *d, double *out, char *err,

@@ -75,6 +75,37 @@ void trainer_model_shape(const PreferConfig *cfg, const PrefData *d, int *max_ba
     *max_seq = longest;
 }
 
+#define CURRICULUM_BATCH 32
+
+/* How often the curriculum reselects (t->cur_period epochs): curriculum.every, or, for a
+ * model-based selection whose forward pass over every response would take more than
+ * curriculum.max_share of the time it serves, the smallest longer period that keeps it
+ * within. Costs are predicted from token counts (a forwarded token 1, a trained token 3:
+ * forward + backward), not timed, so the schedule is the same on any number of ranks, on
+ * any machine and after a resume. */
+static void curriculum_period(Trainer *t)
+{
+    const CurriculumConfig *cc = &t->cfg->curriculum;
+    const PrefData *d = t->data;
+    t->cur_period = cc->every;
+    double in = 0;
+    for (int64_t i = 0; i < d->n_pairs; i++) {
+        int64_t c = d->pair_chosen[i], r = d->pair_rejected[i];
+        int lp = prompt_len(d, d->response_prompt[c]), lc = resp_len(d, c), lr = resp_len(d, r);
+        in += t->share ? pair_seq_len(1, lp, lc, lr) : 2 * lp + branch_in(lc) + branch_in(lr);
+    }
+    /* an epoch: frac of the pairs (on average), in whole global batches */
+    double pairs = ceil(cc->frac * (double)d->n_pairs / (double)t->global_batch) * (double)t->global_batch;
+    t->cur_step_tokens = d->n_pairs > 0 ? in / (double)d->n_pairs * (double)t->global_batch : 0;
+    t->cur_epoch_tokens = d->n_pairs > 0 ? in / (double)d->n_pairs * pairs : 0;
+    t->cur_sel_tokens = strcmp(cc->source, "model") ? 0 : reflogp_pass_tokens(d, CURRICULUM_BATCH);
+    if (cc->every < 1 || cc->max_share >= 1 || t->cur_sel_tokens <= 0 || t->cur_epoch_tokens <= 0)
+        return;
+    double need = t->cur_sel_tokens * (1 - cc->max_share) / (cc->max_share * 3 * t->cur_epoch_tokens);
+    if (need > cc->every)
+        t->cur_period = need < 1e6 ? (int)ceil(need) : 1000000;
+}
+
 void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt *model, int rank, int world)
 {
     memset(t, 0, sizeof *t);
@@ -133,7 +164,7 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
     int B = cfg->train.micro_batch;
     t->tok = xmalloc(sizeof(int32_t) * N);
     t->pos = xmalloc(sizeof(int32_t) * N);
-    t->skip = xmalloc(sizeof(int32_t) * 2 * (size_t)model->max_batch);
+    t->skip = xmalloc(sizeof(int32_t) * 2 * N);
     t->row = xmalloc(sizeof(int32_t) * NR);
     t->tgt = xmalloc(sizeof(int32_t) * NR);
     t->row_pair = xmalloc(sizeof(int32_t) * NR);
@@ -158,6 +189,7 @@ void trainer_init(Trainer *t, const PreferConfig *cfg, const PrefData *data, Gpt
         int64_t k = cfg->curriculum.grad_norm_sample > 0 ? cfg->curriculum.grad_norm_sample : 1;
         t->gn_prompt = xmalloc(sizeof(int64_t) * (size_t)k);
         t->gn = xmalloc(sizeof(double) * (size_t)k);
+        curriculum_period(t);
     }
     t->ids = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
     t->iota = xmalloc(sizeof(int64_t) * 2 * (size_t)B);
@@ -275,8 +307,12 @@ static int build_batch(Trainer *t, const PrefData *d, const int64_t *ids, int B,
             int at = put_tokens(pt, lp, t->tok, t->pos, base, 0);
             at = put_tokens(ct, branch_in(lc), t->tok, t->pos, at, lp);
             put_tokens(rt, branch_in(lr), t->tok, t->pos, at, lp);
-            t->skip[2 * b] = lp;
-            t->skip[2 * b + 1] = lp + branch_in(lc);
+            /* the rejected rows (and the padding after them) do not see the chosen branch */
+            for (int i = 0; i < T; i++) {
+                int hide = i >= lp + branch_in(lc);
+                t->skip[2 * (base + i)] = hide ? lp : 0;
+                t->skip[2 * (base + i) + 1] = hide ? lp + branch_in(lc) : 0;
+            }
             for (int k = 0; k < lc; k++) {
                 t->row[nr] = base + lp - 1 + k;
                 t->tgt[nr] = ct[k];
@@ -452,8 +488,6 @@ static void curriculum_epoch_pairs(Trainer *t)
     t->cur_steps = (t->n_cur + t->global_batch - 1) / t->global_batch;
 }
 
-#define CURRICULUM_BATCH 256
-
 /* PVar of every prompt, then rank 0 selects and broadcasts (every rank holds the same PVar,
  * but one decision, sent to all, cannot diverge). */
 static void curriculum_select(Trainer *t)
@@ -467,19 +501,18 @@ static void curriculum_select(Trainer *t)
         for (int64_t i = 0; i < R; i++)
             h[i] = d->response_score[i];
         beta = cc->scale;
+    } else if (t->step == 0 && t->cur_start_is_ref) {
+        for (int64_t i = 0; i < R; i++) /* the policy is still its reference */
+            h[i] = 0;
+        beta = cc->beta > 0 ? cc->beta : t->loss.beta;
     } else {
         /* implicit rewards of the current policy: log pi(y) - log pi_ref(y), every response,
          * the work split over the ranks */
         /* forward only, in big batches: a model of its own (same weights, activations for
          * CURRICULUM_BATCH sequences), since training's is sized for its micro-batch */
         if (!t->infer) {
-            int longest = 1;
-            for (int64_t e = 0; e < R; e++) {
-                int n = prompt_len(d, d->response_prompt[e]) + resp_len(d, e) - 1;
-                longest = n > longest ? n : longest;
-            }
             t->infer = xcalloc(1, sizeof(Gpt));
-            gpt_init_seq(t->infer, &t->model->d, CURRICULUM_BATCH, longest);
+            gpt_init_infer(t->infer, &t->model->d, CURRICULUM_BATCH, reflogp_seq_len(d));
         }
         memcpy(t->infer->params, t->model->params, sizeof(float) * t->model->num_params);
         if (t->shard)
@@ -516,6 +549,26 @@ static void curriculum_select(Trainer *t)
     t->cur_seconds = now_s() - t0;
 }
 
+int trainer_curriculum_selects(const Trainer *t, int64_t epoch, int64_t start_step)
+{
+    int64_t n = t->cur_period;
+    if (epoch == 0)
+        return 1;
+    if (n < 1)
+        return 0;
+    /* model source: the first selection is made on the initial policy (often still the
+     * reference, PVar 0), so the next comes after one epoch of training, then every n */
+    int64_t off = n > 1 && !strcmp(t->cfg->curriculum.source, "model") ? 1 : 0;
+    if (epoch < off || (epoch - off) % n != 0)
+        return 0;
+    /* under a budget, no selection for a tail of the run too short to pay for it */
+    double left = (double)(t->cfg->train.steps - start_step) * t->cur_step_tokens * 3;
+    if (t->cfg->curriculum.max_share < 1 && t->cur_sel_tokens > 0 &&
+        t->cur_sel_tokens > t->cfg->curriculum.max_share * (t->cur_sel_tokens + left))
+        return 0;
+    return 1;
+}
+
 void trainer_curriculum(Trainer *t)
 {
     if (!t->cur_on)
@@ -525,8 +578,7 @@ void trainer_curriculum(Trainer *t)
     int first = t->cur_epoch < 0;
     t->cur_epoch++;
     t->cur_start = t->step;
-    int every = t->cfg->curriculum.every;
-    if (first || (every > 0 && t->cur_epoch % every == 0))
+    if (first || trainer_curriculum_selects(t, t->cur_epoch, t->step))
         curriculum_select(t);
     curriculum_epoch_pairs(t);
 }
@@ -892,7 +944,7 @@ static double *ref_logps(const PreferConfig *cfg, const char *ref, const PrefDat
             (long long)data->n_responses, cfg->train.data);
     } else {
         gpt_free(&m);
-        gpt_init_seq(&m, &d, batch, longest);
+        gpt_init_infer(&m, &d, batch, reflogp_seq_len(data));
         ckpt_load(ref, &m, NULL, NULL);
         if (shard)
             reflogp_compute_shard(&m, shard, rank, world, batch, v);
@@ -981,6 +1033,11 @@ int cmd_train(int argc, char **argv)
     trainer_set_shard(&t, &shard);
     if (ref)
         trainer_set_ref(&t, ref);
+    /* a policy that starts as its own reference has h = 0 and PVar 0 for every prompt at step
+     * 0: the curriculum then skips that forward pass */
+    const char *ref_path = cfg.train.ref && *cfg.train.ref ? cfg.train.ref : cfg.model.init_from;
+    t.cur_start_is_ref = ref && !(cfg.train.ref_mix && *cfg.train.ref_mix && cfg.train.ref_alpha > 0) &&
+                         cfg.model.init_from && *cfg.model.init_from && !strcmp(ref_path, cfg.model.init_from);
     int resumed = 0;
     if (cfg.train.resume && *cfg.train.resume) {
         char *path = !strcmp(cfg.train.resume, "auto") ? find_resume(&cfg, &m, rank) : xstrdup(cfg.train.resume);
@@ -1054,6 +1111,15 @@ int cmd_train(int argc, char **argv)
         free(path);
     }
     free(hosts);
+    if (t.cur_on && t.cur_period != cfg.curriculum.every) {
+        say("curriculum: reselecting every %d epochs, not every %d: a selection forwards %.0f tokens (every response "
+            "of every prompt), an epoch trains about %.0f (%.0f%% of the pairs), so more frequent selections would take "
+            "more than curriculum.max_share = %g of the time (1 = keep curriculum.every)\n",
+            t.cur_period, cfg.curriculum.every, t.cur_sel_tokens, t.cur_epoch_tokens, 100 * cfg.curriculum.frac,
+            cfg.curriculum.max_share);
+        if (rl)
+            runlog_attr_i64(rl, "curriculum_period", t.cur_period);
+    }
     double t_start = now_s(), tok_window = 0, time_window = 0, first_loss = NAN, loss = NAN;
     double cur_total = 0; /* seconds spent in curriculum selections since t_start */
     const int64_t step0 = t.step; /* steps done before this process (a resume) */
@@ -1085,10 +1151,14 @@ int cmd_train(int argc, char **argv)
              * time yet) */
             cur_total += t.cur_seconds;
             double per_step = (now_s() - t_start - cur_total) / (double)(t.step > step0 ? t.step - step0 : 1);
-            /* the selection serves curriculum.every epochs (0: once, the rest of the run) */
-            int every = cfg.curriculum.every;
-            double served = every > 0 ? (double)every * (double)t.cur_steps
-                                      : (double)(cfg.train.steps - t.cur_start);
+            /* the selection serves the epochs until the next one, or the rest of the run */
+            int64_t next = t.cur_epoch + 1;
+            while (t.cur_start + (next - t.cur_epoch) * t.cur_steps < cfg.train.steps &&
+                   !trainer_curriculum_selects(&t, next, t.cur_start + (next - t.cur_epoch) * t.cur_steps))
+                next++;
+            double served = (double)(next - t.cur_epoch) * (double)t.cur_steps;
+            if (served > (double)(cfg.train.steps - t.cur_start))
+                served = (double)(cfg.train.steps - t.cur_start);
             double share = t.cur_seconds / (t.cur_seconds + per_step * served);
             say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
                 "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the time until the next selection)\n",

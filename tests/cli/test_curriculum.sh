@@ -1,7 +1,9 @@
 #!/bin/sh
 # PVar curriculum in training: the prompts selected at each epoch are the same at 1 and 2
 # ranks; a run resumed mid-curriculum from a checkpoint ends bit-identical to an
-# uninterrupted one; the run log holds each epoch's PVar and selection.
+# uninterrupted one; the run log holds each epoch's PVar and selection; under the cost
+# budget (curriculum.max_share) the reselection period is lengthened, the same at 1 and 2
+# ranks and after a resume.
 set -u
 P="${BIN:-bin}/prefer"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -16,6 +18,8 @@ S="--set synth.sft_out=$T/sft.h5 --set synth.out=$T/train.h5 --set synth.heldout
 "$P" train $S --set train.data=$T/sft.h5 --set train.out_dir=$T/sft --set train.steps=20 >/dev/null 2>&1 || bad "sft"
 D="$S --set train.objective=dpo --set train.data=$T/train.h5 --set model.init_from=$T/sft/latest.h5 --set train.steps=14 \
    --set train.lr=1e-3 --set curriculum.select=top --set curriculum.frac=0.1 --set curriculum.every=1 --set train.keep_ckpts=0"
+# every epoch, whatever it costs (the budget is tested below)
+D="$D --set curriculum.max_share=1"
 "$P" train $D --set train.micro_batch=8 --set train.out_dir=$T/one >"$T/one.log" 2>&1 || { bad "1 rank"; tail -3 "$T/one.log"; }
 mpirun -np 2 "$P" train $D --set train.micro_batch=4 --set train.out_dir=$T/two >"$T/two.log" 2>&1 || { bad "2 ranks"; tail -3 "$T/two.log"; }
 n=$(grep -c "^curriculum: epoch" "$T/one.log")
@@ -40,5 +44,40 @@ g = h5py.File(sys.argv[1], "r")["curriculum/epoch_1"]
 h, hs, ids = g["pvar_hist"][()], g["pvar_hist_selected"][()], g["selected_prompts"][()]
 assert len(h) == 50 and h.sum() == 64 and hs.sum() == len(ids) and "pvar" not in g, (h.sum(), hs.sum(), len(ids))
 PY
+# the budget: a selection forwards all 64 x 4 responses, an epoch trains on 10% of the pairs,
+# so at the default max_share = 0.15 the curriculum reselects every N > 1 epochs: epochs
+# 0, 1, 1 + N, ... (model source), the same at 1 and 2 ranks, and the same after a resume
+B="$S --set train.objective=dpo --set train.data=$T/train.h5 --set model.init_from=$T/sft/latest.h5 --set train.steps=200 \
+   --set train.lr=1e-3 --set curriculum.select=top --set curriculum.frac=0.1 --set train.keep_ckpts=0 --set train.micro_batch=4"
+"$P" train $B --set train.out_dir=$T/b1 >"$T/b1.log" 2>&1 || { bad "budget run"; tail -3 "$T/b1.log"; }
+mpirun -np 2 "$P" train $B --set train.micro_batch=2 --set train.out_dir=$T/b2 >"$T/b2.log" 2>&1 || { bad "budget run, 2 ranks"; tail -3 "$T/b2.log"; }
+N=$(sed -n 's/^curriculum: reselecting every \([0-9]*\) epochs, not every 1.*/\1/p' "$T/b1.log")
+E1=$(sed -n 's/^curriculum: epoch \([0-9]*\) from.*/\1/p' "$T/b1.log" | tr '\n' ' ')
+E2=$(sed -n 's/^curriculum: epoch \([0-9]*\) from.*/\1/p' "$T/b2.log" | tr '\n' ' ')
+want=""
+if [ -n "$N" ] && [ "$N" -gt 1 ]; then
+    ok "budget: reselecting every $N epochs"
+    set -- $E1
+    e=0; for got in "$@"; do want="$want$e "; [ $e -eq 0 ] && e=1 || e=$((e + N)); done
+else bad "budget: no lengthened period ($(grep 'reselecting' "$T/b1.log"))"; fi
+[ -n "$E1" ] && [ "$E1" = "$want" ] && [ $(echo $E1 | wc -w) -ge 3 ] && ok "budget: selections at epochs $E1" ||
+    bad "budget: selections at epochs '$E1', want '$want' (3 or more)"
+[ "$E1" = "$E2" ] && ok "budget: the same epochs at 2 ranks" || bad "budget: 1 rank '$E1', 2 ranks '$E2'"
+last=$(echo $E1 | awk '{print $NF}')
+h5dump -d /curriculum/epoch_$last/selected "$T/b1/run.h5" | tail -n +3 >"$T/s1" 2>/dev/null
+h5dump -d /curriculum/epoch_$last/selected "$T/b2/run.h5" | tail -n +3 >"$T/s2" 2>/dev/null
+[ -s "$T/s1" ] && cmp -s "$T/s1" "$T/s2" && ok "budget: epoch $last selects the same prompts at 1 and 2 ranks" ||
+    bad "budget: epoch $last selection differs or missing"
+/usr/bin/python3 - "$T/b1/run.h5" <<'PY' && ok "budget: epoch 0 PVar is exactly 0 (policy = reference, no pass)" || bad "budget: epoch 0 PVar"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert np.all(f["curriculum/epoch_0/pvar"][()] == 0) and np.any(f["curriculum/epoch_1/pvar"][()] > 0)
+assert f.attrs["curriculum_period"] > 1
+PY
+"$P" train $B --set train.out_dir=$T/bp --set train.ckpt_every=100 >/dev/null 2>&1
+"$P" train $B --set train.out_dir=$T/br --set train.resume=$T/bp/ckpt_00000100.h5 >"$T/br.log" 2>&1
+if h5diff "$T/b1/ckpt_00000200.h5" "$T/br/ckpt_00000200.h5" /params /params >/dev/null 2>&1; then
+    ok "budget: resumed at step 100 = uninterrupted"
+else bad "budget: resume differs"; tail -3 "$T/br.log"; fi
 echo "curriculum: $fails failure(s)"
 [ "$fails" -eq 0 ]
