@@ -95,6 +95,11 @@ void gpt_init_weights(Gpt *m, uint64_t seed, double std);
 /* Model FLOPs for a forward+backward over `tokens` tokens at sequence length T:
  * 6 * num_params * tokens + causal attention 6 * L * C * T * tokens. */
 double gpt_flops_fwdbwd(const Gpt *m, double tokens, int T);
+/* Model FLOPs of a forward over `tokens` tokens (tok_t: the sum over sequences of tokens x
+ * sequence length, for causal attention) of which `scored` rows go through the LM head:
+ * 2 * (body parameters) * tokens + 2 * L * C * tok_t + 2 * V * C * scored. A forward +
+ * backward is 3 times as much. */
+double gpt_flops_forward(const Gpt *m, double tokens, double tok_t, double scored);
 
 /* Forward.
  *   tokens  (B, T) int32 in [0, V): input ids

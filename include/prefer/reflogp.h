@@ -34,9 +34,9 @@ void reflogp_compute(Gpt *m, const PrefData *d, int rank, int world, int batch, 
 /* The sequence length (max_seq) a model needs for reflogp_compute on d: its longest pack. */
 int reflogp_seq_len(const PrefData *d);
 
-/* Tokens the forward passes of reflogp_compute run over for the whole dataset (over all
- * ranks, padding included): the cost of a pass, for estimates. */
-double reflogp_pass_tokens(const PrefData *d, int batch);
+/* Model FLOPs of reflogp_compute over the whole dataset with m's shape (over all ranks,
+ * padding included; gpt_flops_forward): the cost of a pass, for estimates. */
+double reflogp_pass_flops(const PrefData *d, int batch, const Gpt *m);
 
 /* The same for a sharded dataset: each rank reads only the tokens of its responses. */
 void reflogp_compute_shard(Gpt *m, PrefShard *s, int rank, int world, int batch, double *out);

@@ -85,10 +85,11 @@ typedef struct {
     double cur_seconds;      /* time the last selection took */
     int cur_period;          /* reselect every this many epochs: curriculum.every, lengthened to keep
                               * model-based selections within curriculum.max_share (0 = once) */
+    const char *cur_mode;    /* the last selection's mode: curriculum.select, or random when PVar was 0 */
     int cur_start_is_ref;    /* the policy at step 0 is the reference itself: PVar 0, no pass */
-    double cur_sel_tokens;   /* predicted cost of a selection: tokens its forward pass runs over */
-    double cur_epoch_tokens; /* and of an epoch: input tokens of frac of the pairs, whole steps */
-    double cur_step_tokens;  /* and of a step: input tokens of a global batch of pairs */
+    double cur_sel_flops;    /* predicted cost of a selection: model FLOPs of its forward pass */
+    double cur_epoch_flops;  /* and of an epoch: forward + backward over frac of the pairs, whole steps */
+    double cur_step_flops;   /* and of a step: a global batch of pairs */
     int64_t n_gn;            /* curriculum.grad_norm_sample: prompts whose gradient norm ... */
     int64_t *gn_prompt;      /* ... was measured at the last selection, and */
     double *gn;              /* ... the norm of the mean loss gradient over each one's pairs */

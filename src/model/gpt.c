@@ -261,6 +261,13 @@ double gpt_flops_fwdbwd(const Gpt *m, double tokens, int T)
     return 6.0 * (double)m->num_params * tokens + 6.0 * m->d.n_layer * m->d.n_embd * (double)T * tokens;
 }
 
+double gpt_flops_forward(const Gpt *m, double tokens, double tok_t, double scored)
+{
+    double C = m->d.n_embd, V = m->d.vocab_size;
+    double body = (double)m->num_params - V * C - (double)m->d.context * C; /* wte is the LM head, wpe a lookup */
+    return 2 * body * tokens + 2 * m->d.n_layer * C * tok_t + 2 * V * C * scored;
+}
+
 void gpt_set_threads(int n)
 {
     if (n <= 0)

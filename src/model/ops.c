@@ -41,6 +41,60 @@ static inline float expf_inline(float x)
 
 float ops_expf(float x) { return expf_inline(x); }
 
+/* Sums in 8 interleaved partial sums (lane k takes x[k], x[k+8], ...), added pairwise at the
+ * end: one vector register's worth, so the compiler vectorises what a single running float
+ * sum (a chain of dependent adds) cannot. The order is fixed, so the result is the same
+ * on every run and thread count. */
+#define SUM_LANES 8
+static inline float lanes_total(const float *acc)
+{
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+static inline float sum_f32(const float *x, int n)
+{
+    float acc[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++)
+            acc[k] += x[i + k];
+    for (int k = 0; i < n; i++, k++)
+        acc[k] += x[i];
+    return lanes_total(acc);
+}
+/* max of x[0..n), n >= 1 (exact: the order does not matter) */
+static inline float max_f32(const float *x, int n)
+{
+    float acc[SUM_LANES];
+    for (int k = 0; k < SUM_LANES; k++)
+        acc[k] = x[0];
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++)
+            acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+    for (int k = 0; i < n; i++, k++)
+        acc[k] = x[i] > acc[k] ? x[i] : acc[k];
+    float m = acc[0];
+    for (int k = 1; k < SUM_LANES; k++)
+        m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+/* sum of (x - m)^2 */
+static inline float sumsq_dev_f32(const float *x, float m, int n)
+{
+    float acc[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++) {
+            float d = x[i + k] - m;
+            acc[k] += d * d;
+        }
+    for (int k = 0; i < n; i++, k++) {
+        float d = x[i] - m;
+        acc[k] += d * d;
+    }
+    return lanes_total(acc);
+}
+
 /* One thread pool. OpenBLAS runs single-threaded (gpt_set_threads) and the OpenMP team
  * splits each large product into row or column panels, one cblas_sgemm per thread. Two
  * pools (OpenBLAS's pthreads and OpenMP's) on the same cores steal cycles from each other
@@ -114,16 +168,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
-        float s = 0.0f;
-        for (int c = 0; c < C; c++)
-            s += x[c];
-        float m = s / C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - m;
-            v += d * d;
-        }
-        v /= C;
+        float m = sum_f32(x, C) / C;
+        float v = sumsq_dev_f32(x, m, C) / C;
         float r = 1.0f / sqrtf(v + LN_EPS);
         float *o = out + (size_t)i * C;
         for (int c = 0; c < C; c++)
@@ -246,14 +292,15 @@ void attention_forward(float *out, float *att, int att_threads, const float *qkv
                 }
                 for (int j = s0; j < s1; j++)
                     row[j] = -INFINITY;
-                float mx = row[0];
-                for (int j = 1; j <= i; j++)
-                    mx = row[j] > mx ? row[j] : mx;
-                float s = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    row[j] = j >= s0 && j < s1 ? 0.0f : expf_inline(row[j] - mx);
-                    s += row[j];
-                }
+                float mx = max_f32(row, i + 1);
+                /* exp over the visible columns [0, s0) and [s1, i], 0 on the hidden ones */
+                for (int j = 0; j < s0; j++)
+                    row[j] = expf_inline(row[j] - mx);
+                for (int j = s0; j < s1; j++)
+                    row[j] = 0.0f;
+                for (int j = s1; j <= i; j++)
+                    row[j] = expf_inline(row[j] - mx);
+                float s = sum_f32(row, i + 1);
                 float inv = 1.0f / s;
                 for (int j = 0; j <= i; j++)
                     row[j] *= inv;

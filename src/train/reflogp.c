@@ -103,16 +103,22 @@ int reflogp_seq_len(const PrefData *d)
     return longest;
 }
 
-double reflogp_pass_tokens(const PrefData *d, int batch)
+double reflogp_pass_flops(const PrefData *d, int batch, const Gpt *m)
 {
     int64_t *start, np;
     int longest;
     np = make_packs(d, &start, &longest);
-    double total = 0;
-    for (int64_t k = 0; k < np; k += batch)
-        total += batch_tokens(d, start, k, k + batch < np ? k + batch : np, 0, NULL);
+    double tokens = 0, tok_t = 0, scored = 0;
+    for (int64_t k = 0; k < np; k += batch) {
+        int T;
+        double n = batch_tokens(d, start, k, k + batch < np ? k + batch : np, 0, &T);
+        tokens += n;
+        tok_t += n * T;
+    }
+    for (int64_t e = 0; e < d->n_responses; e++)
+        scored += (double)rlen(d, e);
     free(start);
-    return total;
+    return gpt_flops_forward(m, tokens, tok_t, scored);
 }
 
 /* log pi(y | x) of the responses of packs [k0, k1) (global pack bounds `start`): response

@@ -88,20 +88,26 @@ static void curriculum_period(Trainer *t)
     const CurriculumConfig *cc = &t->cfg->curriculum;
     const PrefData *d = t->data;
     t->cur_period = cc->every;
-    double in = 0;
+    double in = 0, in_t = 0, scored = 0;
     for (int64_t i = 0; i < d->n_pairs; i++) {
         int64_t c = d->pair_chosen[i], r = d->pair_rejected[i];
         int lp = prompt_len(d, d->response_prompt[c]), lc = resp_len(d, c), lr = resp_len(d, r);
-        in += t->share ? pair_seq_len(1, lp, lc, lr) : 2 * lp + branch_in(lc) + branch_in(lr);
+        int n = pair_seq_len(t->share, lp, lc, lr);
+        in += t->share ? n : 2 * lp + branch_in(lc) + branch_in(lr);
+        in_t += t->share ? (double)n * n : (double)(lp + branch_in(lc)) * (lp + branch_in(lc)) +
+                                               (double)(lp + branch_in(lr)) * (lp + branch_in(lr));
+        scored += lc + lr;
     }
-    /* an epoch: frac of the pairs (on average), in whole global batches */
+    /* a step: a global batch of average pairs, forward + backward; an epoch: frac of the
+     * pairs (on average), in whole steps */
+    double per_pair = d->n_pairs > 0 ? 3 * gpt_flops_forward(t->model, in, in_t, scored) / (double)d->n_pairs : 0;
     double pairs = ceil(cc->frac * (double)d->n_pairs / (double)t->global_batch) * (double)t->global_batch;
-    t->cur_step_tokens = d->n_pairs > 0 ? in / (double)d->n_pairs * (double)t->global_batch : 0;
-    t->cur_epoch_tokens = d->n_pairs > 0 ? in / (double)d->n_pairs * pairs : 0;
-    t->cur_sel_tokens = strcmp(cc->source, "model") ? 0 : reflogp_pass_tokens(d, CURRICULUM_BATCH);
-    if (cc->every < 1 || cc->max_share >= 1 || t->cur_sel_tokens <= 0 || t->cur_epoch_tokens <= 0)
+    t->cur_step_flops = per_pair * (double)t->global_batch;
+    t->cur_epoch_flops = per_pair * pairs;
+    t->cur_sel_flops = strcmp(cc->source, "model") ? 0 : reflogp_pass_flops(d, CURRICULUM_BATCH, t->model);
+    if (cc->every < 1 || cc->max_share >= 1 || t->cur_sel_flops <= 0 || t->cur_epoch_flops <= 0)
         return;
-    double need = t->cur_sel_tokens * (1 - cc->max_share) / (cc->max_share * 3 * t->cur_epoch_tokens);
+    double need = t->cur_sel_flops * (1 - cc->max_share) / (cc->max_share * t->cur_epoch_flops);
     if (need > cc->every)
         t->cur_period = need < 1e6 ? (int)ceil(need) : 1000000;
 }
@@ -528,13 +534,17 @@ static void curriculum_select(Trainer *t)
     int64_t nonzero = 0;
     for (int64_t i = 0; i < d->n_prompts; i++)
         nonzero += t->pvar[i] > 0;
+    /* PVar 0 everywhere says nothing about the prompts: a uniformly random share then, not
+     * the first prompts of the file (where top and bottom would break the ties) */
+    const char *mode = nonzero == 0 ? "random" : cc->select;
     if (nonzero == 0 && t->rank == 0)
         warn("curriculum epoch %lld: PVar is 0 for every prompt (the policy still equals its reference), so this "
-             "selection is arbitrary; curriculum.source = \"scores\" selects offline from the responses' scores",
-             (long long)t->cur_epoch);
+             "epoch trains on a random %g of the prompts (curriculum.seed); curriculum.source = \"scores\" selects "
+             "offline from the responses' scores",
+             (long long)t->cur_epoch, cc->frac);
     int64_t n = 0;
     if (t->rank == 0) {
-        n = pvar_select(t->pvar, d->n_prompts, cc->select, cc->frac, cc->temperature, (uint64_t)cc->seed,
+        n = pvar_select(t->pvar, d->n_prompts, mode, cc->frac, cc->temperature, (uint64_t)cc->seed,
                         (uint64_t)t->cur_epoch, t->sel);
         if (n < 0)
             die("curriculum: pvar_select refused mode %s frac %g", cc->select, cc->frac);
@@ -542,6 +552,7 @@ static void curriculum_select(Trainer *t)
     dist_bcast(&n, sizeof n, 0);
     dist_bcast(t->sel, sizeof(int64_t) * (size_t)n, 0);
     t->n_sel = n;
+    t->cur_mode = mode;
     if (n < 1)
         die_user("curriculum: no prompt has two or more responses to compute PVar from (%s)", t->cfg->train.data);
     curriculum_grad_norms(t);
@@ -562,9 +573,9 @@ int trainer_curriculum_selects(const Trainer *t, int64_t epoch, int64_t start_st
     if (epoch < off || (epoch - off) % n != 0)
         return 0;
     /* under a budget, no selection for a tail of the run too short to pay for it */
-    double left = (double)(t->cfg->train.steps - start_step) * t->cur_step_tokens * 3;
-    if (t->cfg->curriculum.max_share < 1 && t->cur_sel_tokens > 0 &&
-        t->cur_sel_tokens > t->cfg->curriculum.max_share * (t->cur_sel_tokens + left))
+    double left = (double)(t->cfg->train.steps - start_step) * t->cur_step_flops;
+    if (t->cfg->curriculum.max_share < 1 && t->cur_sel_flops > 0 &&
+        t->cur_sel_flops > t->cfg->curriculum.max_share * (t->cur_sel_flops + left))
         return 0;
     return 1;
 }
@@ -1112,11 +1123,11 @@ int cmd_train(int argc, char **argv)
     }
     free(hosts);
     if (t.cur_on && t.cur_period != cfg.curriculum.every) {
-        say("curriculum: reselecting every %d epochs, not every %d: a selection forwards %.0f tokens (every response "
-            "of every prompt), an epoch trains about %.0f (%.0f%% of the pairs), so more frequent selections would take "
-            "more than curriculum.max_share = %g of the time (1 = keep curriculum.every)\n",
-            t.cur_period, cfg.curriculum.every, t.cur_sel_tokens, t.cur_epoch_tokens, 100 * cfg.curriculum.frac,
-            cfg.curriculum.max_share);
+        say("curriculum: reselecting every %d epochs, not every %d: a selection is a forward pass over every response "
+            "of every prompt (%.3g GFLOP), an epoch trains on %.0f%% of the pairs (%.3g GFLOP), so more frequent "
+            "selections would take more than curriculum.max_share = %g of the time (1 = keep curriculum.every)\n",
+            t.cur_period, cfg.curriculum.every, t.cur_sel_flops / 1e9, 100 * cfg.curriculum.frac,
+            t.cur_epoch_flops / 1e9, cfg.curriculum.max_share);
         if (rl)
             runlog_attr_i64(rl, "curriculum_period", t.cur_period);
     }
@@ -1160,10 +1171,11 @@ int cmd_train(int argc, char **argv)
             if (served > (double)(cfg.train.steps - t.cur_start))
                 served = (double)(cfg.train.steps - t.cur_start);
             double share = t.cur_seconds / (t.cur_seconds + per_step * served);
-            say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s): %lld of %lld prompts, %lld pairs, "
+            say("curriculum: epoch %lld from step %lld: %s %.0f%% by PVar (%s%s): %lld of %lld prompts, %lld pairs, "
                 "%lld steps; mean PVar selected %.4f, others %.4f; %.2f s (%.1f%% of the time until the next selection)\n",
-                (long long)t.cur_epoch, (long long)t.cur_start, cfg.curriculum.select, 100 * cfg.curriculum.frac,
-                cfg.curriculum.source, (long long)t.n_sel, (long long)P, (long long)t.n_cur, (long long)t.cur_steps, ms,
+                (long long)t.cur_epoch, (long long)t.cur_start, t.cur_mode, 100 * cfg.curriculum.frac,
+                cfg.curriculum.source, strcmp(t.cur_mode, cfg.curriculum.select) ? "; every PVar 0" : "",
+                (long long)t.n_sel, (long long)P, (long long)t.n_cur, (long long)t.cur_steps, ms,
                 mu, t.cur_seconds, 100 * share);
             if (rl) {
                 static const char *const en[] = {"epoch", "step", "n_selected", "n_pairs", "steps",
