@@ -53,9 +53,18 @@ static int64_t plen(const PrefData *d, int64_t e)
     return d->prompt_offsets[p + 1] - d->prompt_offsets[p];
 }
 static int64_t rlen(const PrefData *d, int64_t e) { return d->response_offsets[e + 1] - d->response_offsets[e]; }
-/* tokens fed for response e alone, and as one more branch of a pack */
+/* prompt + response - 1: the positions response e needs (they must fit the context) */
 static int64_t single_len(const PrefData *d, int64_t e) { return plen(d, e) + rlen(d, e) - 1; }
+/* tokens fed for response e as one more branch of a pack (its last token is only predicted) */
 static int64_t branch_len(const PrefData *d, int64_t e) { return rlen(d, e) > 0 ? rlen(d, e) - 1 : 0; }
+/* tokens fed for response e first in a pack: the whole prompt and its branch; without a
+ * prompt, its first token stands for the prompt */
+static int64_t first_len(const PrefData *d, int64_t e)
+{
+    if (plen(d, e) > 0)
+        return plen(d, e) + branch_len(d, e);
+    return rlen(d, e) > 1 ? rlen(d, e) - 1 : rlen(d, e);
+}
 
 /* Pack boundaries: pack k is responses [(*start)[k], (*start)[k+1]); returns the number of
  * packs. A response with an empty prompt is a pack of its own. *longest = the longest pack. */
@@ -63,11 +72,11 @@ static int64_t make_packs(const PrefData *d, int64_t **start, int *longest)
 {
     int64_t R = d->n_responses, cap = REFLOGP_PACK_TOKENS, np = 0;
     for (int64_t e = 0; e < R; e++)
-        cap = single_len(d, e) > cap ? single_len(d, e) : cap;
+        cap = first_len(d, e) > cap ? first_len(d, e) : cap;
     *start = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
     *longest = 1;
     for (int64_t e = 0; e < R;) {
-        int64_t n = single_len(d, e), f = e++;
+        int64_t n = first_len(d, e), f = e++;
         if (plen(d, f) > 0)
             while (e < R && d->response_prompt[e] == d->response_prompt[f] && n + branch_len(d, e) <= cap)
                 n += branch_len(d, e++);
@@ -84,7 +93,7 @@ static double batch_tokens(const PrefData *d, const int64_t *start, int64_t k0, 
 {
     int64_t Tb = 1;
     for (int64_t k = k0; k < k1; k++) {
-        int64_t n = single_len(d, start[k] - off);
+        int64_t n = first_len(d, start[k] - off);
         for (int64_t e = start[k] + 1; e < start[k + 1]; e++)
             n += branch_len(d, e - off);
         Tb = n > Tb ? n : Tb;
@@ -149,7 +158,7 @@ static void compute_packs(Gpt *m, const PrefData *d, const int64_t *start, int64
         for (int b = 0; b < B; b++) {
             int64_t f = start[b0 + b] - off, l = start[b0 + b + 1] - off, p = d->response_prompt[f];
             const int32_t *pt = d->prompt_tokens + d->prompt_offsets[p];
-            int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]), base = b * T, at = lp;
+            int lp = (int)(d->prompt_offsets[p + 1] - d->prompt_offsets[p]), base = b * T, no_prompt = lp == 0;
             for (int64_t e = f; e < l; e++) {
                 vals[e] = 0;
                 if (single_len(d, e) > m->d.context)
@@ -158,10 +167,11 @@ static void compute_packs(Gpt *m, const PrefData *d, const int64_t *start, int64
             }
             if (lp == 0 && rlen(d, f) == 0)
                 continue; /* nothing to score */
-            if (lp == 0) { /* alone: its first token is the context of the rest, as unpacked */
+            if (no_prompt) { /* alone: its first token is the context of the rest, as unpacked */
                 pt = d->response_tokens + d->response_offsets[f];
                 lp = 1;
             }
+            int at = lp;
             for (int i = 0; i < lp; i++) {
                 tok[base + i] = pt[i];
                 pos[base + i] = i;
@@ -169,7 +179,7 @@ static void compute_packs(Gpt *m, const PrefData *d, const int64_t *start, int64
             for (int64_t e = f; e < l; e++) {
                 const int32_t *yt = d->response_tokens + d->response_offsets[e];
                 int ly = (int)(d->response_offsets[e + 1] - d->response_offsets[e]);
-                if (pt == yt) { /* the empty-prompt case: y[0] is the prompt */
+                if (no_prompt) { /* y[0] is the prompt */
                     yt++;
                     ly--;
                 }
