@@ -3,7 +3,8 @@
 #   make check        every test (installs missing Debian packages first)
 #   make check-slurm  the Slurm job scripts on a throwaway local Slurm cluster (root)
 #   make demo         the demo pipeline
-#   make bench        forward+backward throughput against the sgemm ceiling (bench model, GPT-2 124M)
+#   make bench        forward+backward throughput against the sgemm ceiling (bench model, GPT-2 124M);
+#                     a curriculum selection's cost in DPO steps, measured against its prediction
 #   make bench-scaling  data-parallel step at 1 and 2 ranks: scaling efficiency, allreduce overlap
 #   make fuzz [FUZZ_TIME=60]  libFuzzer on the readers of untrusted input (needs clang)
 #   make install PREFIX=/opt/prefer DESTDIR=...
@@ -118,6 +119,7 @@ bench:
 	@$(MAKE) --no-print-directory $(BIN)/prefer
 	$(BIN)/prefer bench configs/bench.cfg
 	$(BIN)/prefer bench --gpt2
+	$(BIN)/prefer bench configs/demo.cfg --pvar --set train.micro_batch=32
 
 bench-scaling:
 	@scripts/install-deps.sh

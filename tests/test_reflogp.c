@@ -20,13 +20,15 @@
 static const GptDims g_dims = {.vocab_size = 19, .context = 16, .n_layer = 2, .n_head = 2, .n_embd = 16};
 
 /* P prompts of 0..6 tokens (every 7th empty), 1..5 responses each of 0..9 tokens, stored
- * prompt by prompt except that the last 6 responses answer earlier prompts again. */
+ * prompt by prompt except that the last 6 responses answer earlier prompts again; then
+ * prompts with many responses: 1 token with 16 of 3 tokens, 1 token with 20 of 1 token,
+ * 8 tokens with 16 of 3 tokens (more responses than a pack may score rows for). */
 static void make_data(PrefData *d, uint64_t seed)
 {
     Rng r;
     rng_init(&r, seed, 0);
     memset(d, 0, sizeof *d);
-    int64_t P = 23, cap = P * 5 + 6;
+    int64_t P = 23, cap = P * 5 + 6 + 52;
     d->vocab_size = 19;
     d->n_prompts = P;
     d->prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(P + 1));
@@ -41,11 +43,21 @@ static void make_data(PrefData *d, uint64_t seed)
             d->response_prompt[R++] = p;
     for (int i = 0; i < 6; i++)
         d->response_prompt[R++] = (int64_t)rng_below(&r, (uint64_t)P);
-    d->n_responses = R;
     for (int64_t e = 0; e < R; e++) {
         int64_t len = rng_below(&r, 9) == 0 ? 0 : (rng_below(&r, 8) == 0 ? 1 : (int64_t)rng_below(&r, 10));
         d->response_offsets[e + 1] = d->response_offsets[e] + len;
     }
+    static const int many[3][3] = {{1, 16, 3}, {1, 20, 1}, {8, 16, 3}}; /* prompt, responses, length */
+    d->prompt_offsets = xrealloc(d->prompt_offsets, sizeof(int64_t) * (size_t)(P + 4));
+    for (int i = 0; i < 3; i++, P++) {
+        d->prompt_offsets[P + 1] = d->prompt_offsets[P] + many[i][0];
+        for (int k = 0; k < many[i][1]; k++, R++) {
+            d->response_prompt[R] = P;
+            d->response_offsets[R + 1] = d->response_offsets[R] + many[i][2];
+        }
+    }
+    d->n_prompts = P;
+    d->n_responses = R;
     int64_t tp = d->prompt_offsets[P], tr = d->response_offsets[R];
     d->prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)(tp ? tp : 1));
     d->response_tokens = xmalloc(sizeof(int32_t) * (size_t)(tr ? tr : 1));
@@ -77,8 +89,9 @@ static double single_logp(Gpt *m, const PrefData *d, int64_t e)
     return s;
 }
 
-static void test_packed_equals_single(void)
+static void packed_equals_single(int threads)
 {
+    gpt_set_threads(threads); /* before the models: a forward-only model's attention scratch is per thread */
     PrefData d;
     make_data(&d, 5);
     char err[256];
@@ -157,6 +170,73 @@ static void test_packed_equals_single(void)
     free(part);
     gpt_free(&ref);
     prefdata_free(&d);
+    gpt_set_threads(1);
+}
+static void test_packed_equals_single(void) { packed_equals_single(1); }
+static void test_packed_equals_single_2threads(void) { packed_equals_single(2); }
+
+/* More responses than one gather of the shard path takes (4096): the shards over 1 and 2
+ * simulated ranks give the in-memory pass's bits. */
+static void test_shard_many_gathers(void)
+{
+    PrefData d;
+    memset(&d, 0, sizeof d);
+    Rng r;
+    rng_init(&r, 21, 0);
+    int64_t P = 1400, K = 4, R = P * K;
+    d.vocab_size = 19;
+    d.n_prompts = P;
+    d.n_responses = R;
+    d.prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(P + 1));
+    d.response_offsets = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
+    d.response_prompt = xmalloc(sizeof(int64_t) * (size_t)R);
+    d.prompt_offsets[0] = d.response_offsets[0] = 0;
+    for (int64_t p = 0; p < P; p++)
+        d.prompt_offsets[p + 1] = d.prompt_offsets[p] + 1 + (int64_t)rng_below(&r, 3);
+    for (int64_t e = 0; e < R; e++) {
+        d.response_prompt[e] = e / K;
+        d.response_offsets[e + 1] = d.response_offsets[e] + 1 + (int64_t)rng_below(&r, 2);
+    }
+    d.prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)d.prompt_offsets[P]);
+    d.response_tokens = xmalloc(sizeof(int32_t) * (size_t)d.response_offsets[R]);
+    for (int64_t i = 0; i < d.prompt_offsets[P]; i++)
+        d.prompt_tokens[i] = (int32_t)rng_below(&r, 19);
+    for (int64_t i = 0; i < d.response_offsets[R]; i++)
+        d.response_tokens[i] = (int32_t)rng_below(&r, 19);
+    Gpt m;
+    gpt_init_infer(&m, &g_dims, 16, reflogp_seq_len(&d));
+    gpt_init_weights(&m, 4, 0.3);
+    double *want = xmalloc(sizeof(double) * (size_t)R), *got = xmalloc(sizeof(double) * (size_t)R);
+    double *part = xmalloc(sizeof(double) * (size_t)R);
+    reflogp_compute(&m, &d, 0, 1, 16, want);
+    char dir[] = "/tmp/prefer-test-reflogp.XXXXXX", err[256];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char *path = xasprintf("%s/d.h5", dir);
+    prefdata_write(path, &d, "");
+    PrefShard s;
+    CU_ASSERT_EQUAL_FATAL(prefshard_open(path, 0, &s, err, sizeof err), 0);
+    for (int world = 1; world <= 2; world++) {
+        memset(got, 0, sizeof(double) * (size_t)R);
+        for (int rank = 0; rank < world; rank++) {
+            reflogp_compute_shard(&m, &s, rank, world, 16, part);
+            for (int64_t e = 0; e < R; e++)
+                got[e] += part[e];
+        }
+        CU_ASSERT(memcmp(got, want, sizeof(double) * (size_t)R) == 0);
+    }
+    int nonzero = 0;
+    for (int64_t e = 0; e < R; e++)
+        nonzero += want[e] < 0;
+    CU_ASSERT(nonzero == R); /* every response has a token after a prompt */
+    prefshard_close(&s);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+    free(want);
+    free(got);
+    free(part);
+    gpt_free(&m);
+    prefdata_free(&d);
 }
 
 int main(void)
@@ -166,6 +246,8 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("reflogp", NULL, NULL);
     CU_add_test(s, "packed pass equals single sequences", test_packed_equals_single);
+    CU_add_test(s, "packed pass equals single sequences, 2 threads", test_packed_equals_single_2threads);
+    CU_add_test(s, "shards over several gathers", test_shard_many_gathers);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned f = CU_get_number_of_failures();

@@ -43,10 +43,11 @@ int ckpt_read_dims(const char *path, GptDims *d, char *err, int errlen);
  * file has moments; opt->t is restored). st may be NULL. Returns 0, or -1 with a message
  * naming the file and the tensor (missing, wrong shape, non-finite, foreign file). */
 int ckpt_load_checked(const char *path, Gpt *m, AdamW *opt, CkptState *st, char *err, int errlen);
-/* Read a checkpoint's dims, initialise m for up to max_batch sequences of up to max_seq
- * tokens (capped at its context), or of pack_seq tokens if longer (packed sequences, e.g.
- * reflogp_seq_len, whose positions stay within the context), and load the weights. Dies
- * naming the file on errors. */
+/* Read a checkpoint's dims, initialise m as a forward-only model (gpt_init_infer: no
+ * gradients, no backward) for up to max_batch sequences of up to max_seq tokens (capped at
+ * its context), or of pack_seq tokens if longer (packed sequences, e.g. reflogp_seq_len,
+ * whose positions stay within the context), and load the weights. Dies naming the file on
+ * errors. */
 void ckpt_load_model(const char *path, int max_batch, int max_seq, int pack_seq, Gpt *m);
 
 /* As above, dying with the message. */

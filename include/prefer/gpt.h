@@ -84,7 +84,8 @@ void gpt_init(Gpt *m, const GptDims *d, int max_batch);
 void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq);
 /* The same for forward passes only (log-probs of many responses): no gradients, and
  * activations for one layer at a time with attention scratch per thread, so a batch needs
- * about 1/n_layer of the memory and stays in cache; gpt_backward* die on it. */
+ * about 1/n_layer of the memory and stays in cache; gpt_backward* and gpt_zero_grad die on
+ * it. Attention runs on at most as many threads as OpenMP had at this call. */
 void gpt_init_infer(Gpt *m, const GptDims *d, int max_batch, int max_seq);
 void gpt_free(Gpt *m); /* NULL harmless */
 

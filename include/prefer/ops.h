@@ -71,5 +71,8 @@ void ops_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 
 /* exp(x) for float arrays to ~2 ulp, vectorisable (used by softmax and GELU). */
 float ops_expf(float x);
+/* Sum of x[0..n) in 8 interleaved partial sums added pairwise (vectorised; a fixed order, so
+ * the same bits every time): the softmax denominators and LayerNorm moments use it. */
+float ops_sum(const float *x, int n);
 
 #endif

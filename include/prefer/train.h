@@ -118,9 +118,10 @@ void trainer_step(Trainer *t, StepStats *st);
  * it before each step; trainer_step does). Computes PVar and selects when due. */
 void trainer_curriculum(Trainer *t);
 /* Whether epoch e, starting at start_step, begins with a selection: epoch 0, then every
- * t->cur_period epochs (for the model source counted from epoch 1, since epoch 0's policy is
- * usually the reference), except, under curriculum.max_share < 1, when the steps left are too
- * few to keep that selection within the share. */
+ * t->cur_period epochs, except, under curriculum.max_share < 1, when the steps left are too
+ * few to keep that selection within the share. For the model source when the policy starts
+ * as its reference (t->cur_start_is_ref: epoch 0 selects at random), epoch 1 always selects
+ * and the period counts from it (also with every = 0: epochs 0 and 1). */
 int trainer_curriculum_selects(const Trainer *t, int64_t epoch, int64_t start_step);
 /* Dataset index (response or pair) of the example at global position q of the stream. */
 int64_t trainer_example_at(Trainer *t, int64_t q);

@@ -187,12 +187,12 @@ static void init_model(Gpt *m, const GptDims *d, int max_batch, int max_seq, int
     a->row_logit = xmalloc_aligned(sizeof(double) * NR);
     a->pos = xmalloc_aligned(sizeof(int32_t) * N);
     a->NR = NR;
-    a->dbuf = A(N * C); /* also the forward's attention projection output */
+    a->dbuf = A(N * C);      /* also the forward's attention projection output */
+    a->dbuf4 = A(N * 4 * C); /* also gpt_forward's scored rows */
     if (!infer) {
         a->row_w = A(NR);
         a->dxc = A(NR * C);
         a->dres = A(N * C);
-        a->dbuf4 = A(N * 4 * C);
         a->dqkv = A(N * 3 * C);
         a->datt_threads = omp_get_max_threads();
         a->datt = A((size_t)a->datt_threads * T * T);
@@ -305,7 +305,12 @@ int gpt_grad_buckets(const Gpt *m, size_t max_bytes, size_t *bounds, int cap)
     return nb;
 }
 
-void gpt_zero_grad(Gpt *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
+void gpt_zero_grad(Gpt *m)
+{
+    if (m->infer)
+        die("gpt_zero_grad on a forward-only model (gpt_init_infer)");
+    memset(m->grads, 0, sizeof(float) * m->num_params);
+}
 
 void gpt_forward_rows(Gpt *m, const int32_t *tokens, const int32_t *pos, const int32_t *skip, int B, int T,
                       int n_rows, const int32_t *row, const int32_t *target, double *logp)

@@ -4,7 +4,7 @@
  * arrays and go through the block as gpt_forward computes it: the encoder sum,
  * layernorm_forward, gelu_forward and residual_forward from ops.h; attention of the new row's
  * query against the slot's cached keys per head, with the softmax written as
- * attention_forward writes it (scaled dot products, max subtracted, ops_expf, float sum,
+ * attention_forward writes it (scaled dot products, max subtracted, ops_expf, ops_sum,
  * multiply by the reciprocal); the tied LM head.
  *
  * Why the matrix products are not cblas_sgemm here: OpenBLAS does not compute a row of C
@@ -211,12 +211,9 @@ static void kv_attention(GptKV *kv, int l, int M, const int *pos)
             a[j] = scale * kv_dot(q, k + (size_t)j * C, hs);
             mx = a[j] > mx ? a[j] : mx;
         }
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n; j++)
             a[j] = ops_expf(a[j] - mx);
-            sum += a[j];
-        }
-        float inv = 1.0f / sum;
+        float inv = 1.0f / ops_sum(a, n);
         for (int j = 0; j < n; j++)
             a[j] *= inv;
         for (int c = 0; c < hs; c++)

@@ -40,6 +40,8 @@ static inline float expf_inline(float x)
 }
 
 float ops_expf(float x) { return expf_inline(x); }
+static inline float sum_f32(const float *x, int n);
+float ops_sum(const float *x, int n) { return sum_f32(x, n); }
 
 /* Sums in 8 interleaved partial sums (lane k takes x[k], x[k+8], ...), added pairwise at the
  * end: one vector register's worth, so the compiler vectorises what a single running float

@@ -11,6 +11,7 @@
 #include "prefer/config.h"
 #include "prefer/gpt.h"
 #include "prefer/prefdata.h"
+#include "prefer/reflogp.h"
 #include "prefer/train.h"
 #include "prefer/rng.h"
 #include "prefer/runtime.h"
@@ -221,9 +222,127 @@ static void bench_model(const GptDims *d, int B, double init_std, int threads, i
     res->gemm_share = gemm_flops / flops;
 }
 
+/* P prompts of lp tokens with K responses of lr tokens each (random tokens), pairs (0,1),
+ * (2,3), ... of each prompt. With `alone`, every response gets its own copy of its prompt
+ * (P*K prompts): the same log-probs without sharing a prompt. */
+static void pvar_data(PrefData *d, int64_t P, int K, int lp, int lr, int V, int alone)
+{
+    memset(d, 0, sizeof *d);
+    int64_t R = P * K, NP = alone ? R : P;
+    d->vocab_size = V;
+    d->n_prompts = NP;
+    d->n_responses = R;
+    d->n_pairs = P * (K / 2);
+    d->prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(NP + 1));
+    d->prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)(NP * lp));
+    d->response_offsets = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
+    d->response_tokens = xmalloc(sizeof(int32_t) * (size_t)(R * lr));
+    d->response_prompt = xmalloc(sizeof(int64_t) * (size_t)R);
+    d->pair_chosen = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
+    d->pair_rejected = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
+    Rng r;
+    rng_init(&r, 13, 0);
+    int32_t *pt = xmalloc(sizeof(int32_t) * (size_t)(P * lp));
+    for (int64_t i = 0; i < P * lp; i++)
+        pt[i] = (int32_t)rng_below(&r, (uint64_t)V);
+    for (int64_t q = 0; q <= NP; q++)
+        d->prompt_offsets[q] = q * lp;
+    for (int64_t q = 0; q < NP; q++)
+        memcpy(d->prompt_tokens + q * lp, pt + (alone ? q / K : q) * lp, sizeof(int32_t) * (size_t)lp);
+    for (int64_t i = 0; i < R * lr; i++)
+        d->response_tokens[i] = (int32_t)rng_below(&r, (uint64_t)V);
+    for (int64_t e = 0; e <= R; e++)
+        d->response_offsets[e] = e * lr;
+    for (int64_t e = 0; e < R; e++)
+        d->response_prompt[e] = alone ? e : e / K;
+    for (int64_t p = 0, k = 0; p < P; p++)
+        for (int j = 0; j + 1 < K; j += 2, k++) {
+            d->pair_chosen[k] = p * K + j;
+            d->pair_rejected[k] = p * K + j + 1;
+        }
+    free(pt);
+}
+
+/* Seconds per reflogp_compute over d (the PVar pass of a model-based curriculum selection:
+ * a forward-only model, ~2048 tokens per forward as in training), mean of iters after a warm
+ * one. */
+static double time_pass(const GptDims *dims, const Gpt *src, const PrefData *d, int iters)
+{
+    int T = reflogp_seq_len(d), B = 2048 / T > 0 ? 2048 / T : 1;
+    Gpt m;
+    gpt_init_infer(&m, dims, B, T);
+    memcpy(m.params, src->params, sizeof(float) * src->num_params);
+    double *out = xmalloc(sizeof(double) * (size_t)d->n_responses);
+    reflogp_compute(&m, d, 0, 1, B, out);
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++)
+        reflogp_compute(&m, d, 0, 1, B, out);
+    double dt = (now_s() - t0) / iters;
+    free(out);
+    gpt_free(&m);
+    return dt;
+}
+
+/* The cost of a model-based curriculum selection (a forward pass over every response of
+ * every prompt) against DPO training steps, on data shaped like the config's synthetic task
+ * (synth.n_prompts x synth.k responses, synth.prompt_len, synth.response_len; random
+ * tokens): measured, and predicted from model FLOPs as curriculum.max_share does. */
+static void bench_pvar(const PreferConfig *base, int quick)
+{
+    PreferConfig cfg = *base; /* shallow: strings stay owned by base */
+    cfg.train.objective = (char *)"dpo";
+    cfg.train.loss_weights = (char *)"";
+    cfg.train.prefix_sharing = 1;
+    cfg.train.grad_accum = 1;
+    int64_t P = quick ? 64 : cfg.synth.n_prompts;
+    int K = cfg.synth.k, lp = cfg.synth.prompt_len, lr = cfg.synth.response_len, B = cfg.train.micro_batch;
+    GptDims dims = {cfg.model.vocab_size, cfg.model.context, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd};
+    if (lp + lr - 1 > dims.context || K < 2 || P * (K / 2) < B)
+        die_user("bench --pvar: synth.prompt_len + synth.response_len must fit model.context, synth.k >= 2 and "
+                 "synth.n_prompts * (synth.k / 2) >= train.micro_batch");
+    PrefData shared, alone;
+    pvar_data(&shared, P, K, lp, lr, dims.vocab_size, 0);
+    pvar_data(&alone, P, K, lp, lr, dims.vocab_size, 1);
+    int mb, ms;
+    trainer_model_shape(&cfg, &shared, &mb, &ms);
+    Gpt m;
+    gpt_init_seq(&m, &dims, mb, ms);
+    gpt_init_weights(&m, 1, cfg.model.init_std);
+    int iters = quick ? 1 : 3;
+    double pass = time_pass(&dims, &m, &shared, iters), pass_alone = time_pass(&dims, &m, &alone, iters);
+    /* a DPO step on micro_batch pairs of these shapes (forward + backward, no optimizer) */
+    double *ref = xcalloc((size_t)shared.n_responses, sizeof(double));
+    Trainer t;
+    trainer_init(&t, &cfg, &shared, &m, 0, 1);
+    trainer_set_ref(&t, ref);
+    StepStats st;
+    trainer_grad(&t, &st);
+    int steps = quick ? 2 : 10;
+    double t0 = now_s();
+    for (int i = 0; i < steps; i++) {
+        t.step = i;
+        trainer_grad(&t, &st);
+    }
+    double step = (now_s() - t0) / steps;
+    /* predicted: the pass's FLOPs over a step's (3 x forward of B pairs) */
+    double in = (double)(lp + 2 * (lr - 1)), scored = 2.0 * lr;
+    double step_flops = 3 * gpt_flops_forward(&m, B * in, B * in * in, B * scored);
+    double pass_flops = reflogp_pass_flops(&shared, 2048 / reflogp_seq_len(&shared) > 0 ? 2048 / reflogp_seq_len(&shared) : 1, &m);
+    say("bench-pvar: %lld prompts x %d responses (prompt %d, response %d tokens), model L=%d C=%d V=%d; DPO step of %d "
+        "pairs %.2f ms; pass without prompt sharing %.3f s\n",
+        (long long)P, K, lp, lr, dims.n_layer, dims.n_embd, dims.vocab_size, B, step * 1e3, pass_alone);
+    say("bench-pvar: pass_s=%.3f share_speedup=%.3f selection_in_steps=%.1f predicted_steps=%.1f ratio=%.3f\n", pass,
+        pass_alone / pass, pass / step, pass_flops / step_flops, (pass / step) / (pass_flops / step_flops));
+    trainer_free(&t);
+    gpt_free(&m);
+    free(ref);
+    prefdata_free(&shared);
+    prefdata_free(&alone);
+}
+
 static void usage(void)
 {
-    printf("usage: prefer bench [CONFIG] [--set k=v ...] [--quick] [--gpt2]\n\n"
+    printf("usage: prefer bench [CONFIG] [--set k=v ...] [--quick] [--gpt2 | --pvar]\n\n"
            "Times forward+backward of the model in CONFIG (model.*, batch train.micro_batch x\n"
            "model.context tokens, every position scored) and OpenBLAS sgemm on the same shapes.\n"
            "Then a DPO step with and without prefix sharing (prompt as long as each response):\n"
@@ -232,6 +351,12 @@ static void usage(void)
            "--gpt2: instead the GPT-2 124M shape (V=50257, T=1024, C=768, L=12, NH=12; random\n"
            "weights, batch 1 x 1024; model.* and train.micro_batch are ignored), no DPO step:\n"
            "  bench-gpt2: tokens_per_s=X model_gflops=Y ratio=R\n"
+           "--pvar: instead the PVar pass of a model-based curriculum selection (log-probs of every\n"
+           "response, a prompt forwarded once for its responses) on random data shaped like the\n"
+           "config's synthetic task (synth.n_prompts x synth.k, synth.prompt_len, synth.response_len),\n"
+           "against a DPO step of train.micro_batch pairs of the same shapes; the selection's cost\n"
+           "in steps, measured and predicted from model FLOPs (as curriculum.max_share predicts it):\n"
+           "  bench-pvar: pass_s=X share_speedup=S selection_in_steps=M predicted_steps=P ratio=M/P\n"
            "Threads: runtime.threads (0 = auto; OPENBLAS_NUM_THREADS is honoured).\n"
            "--quick: fewer repetitions (for tests).\n");
 }
@@ -257,7 +382,7 @@ int cmd_bench(int argc, char **argv)
         usage();
         return 0;
     }
-    static const char *const flags[] = {"--quick", "--gpt2", NULL};
+    static const char *const flags[] = {"--quick", "--gpt2", "--pvar", NULL};
     cli_check_flags(&a, "bench", flags);
     int quick = cli_has_flag(&a, "--quick");
     PreferConfig cfg;
@@ -265,6 +390,11 @@ int cmd_bench(int argc, char **argv)
     int threads = runtime_setup(&cfg.runtime, 1);
     if (cli_has_flag(&a, "--gpt2")) {
         bench_gpt2(&cfg, threads, quick);
+        config_free(&cfg);
+        return 0;
+    }
+    if (cli_has_flag(&a, "--pvar")) {
+        bench_pvar(&cfg, quick);
         config_free(&cfg);
         return 0;
     }

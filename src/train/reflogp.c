@@ -67,7 +67,11 @@ static int64_t first_len(const PrefData *d, int64_t e)
 }
 
 /* Pack boundaries: pack k is responses [(*start)[k], (*start)[k+1]); returns the number of
- * packs. A response with an empty prompt is a pack of its own. *longest = the longest pack. */
+ * packs. A response with an empty prompt is a pack of its own. A pack scores every token
+ * of its responses but feeds each response's last token to no one, so it scores (non-empty
+ * responses - prompt length) rows more than it feeds tokens: at most lp + 1 non-empty
+ * responses go in one, which keeps the scored rows of a batch within tokens + packs (the
+ * model's row buffers). *longest = the longest pack. */
 static int64_t make_packs(const PrefData *d, int64_t **start, int *longest)
 {
     int64_t R = d->n_responses, cap = REFLOGP_PACK_TOKENS, np = 0;
@@ -76,10 +80,13 @@ static int64_t make_packs(const PrefData *d, int64_t **start, int *longest)
     *start = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
     *longest = 1;
     for (int64_t e = 0; e < R;) {
-        int64_t n = first_len(d, e), f = e++;
+        int64_t n = first_len(d, e), f = e++, nonempty = rlen(d, f) > 0;
         if (plen(d, f) > 0)
-            while (e < R && d->response_prompt[e] == d->response_prompt[f] && n + branch_len(d, e) <= cap)
+            while (e < R && d->response_prompt[e] == d->response_prompt[f] && n + branch_len(d, e) <= cap &&
+                   nonempty + (rlen(d, e) > 0) <= plen(d, f) + 1) {
+                nonempty += rlen(d, e) > 0;
                 n += branch_len(d, e++);
+            }
         (*start)[np++] = f;
         *longest = n > *longest ? (int)n : *longest;
     }
@@ -165,8 +172,11 @@ static void compute_packs(Gpt *m, const PrefData *d, const int64_t *start, int64
                     die_user("response %lld with its prompt is %lld tokens, more than the model takes (%d)",
                              (long long)(e + off), (long long)single_len(d, e) + 1, m->d.context + 1);
             }
-            if (lp == 0 && rlen(d, f) == 0)
-                continue; /* nothing to score */
+            int64_t scored = 0;
+            for (int64_t e = f; e < l; e++)
+                scored += rlen(d, e);
+            if (scored == 0 || (no_prompt && scored == 1))
+                continue; /* nothing to score (and nothing to feed: the prompt may not fit alone) */
             if (no_prompt) { /* alone: its first token is the context of the rest, as unpacked */
                 pt = d->response_tokens + d->response_offsets[f];
                 lp = 1;

@@ -75,14 +75,21 @@ void trainer_model_shape(const PreferConfig *cfg, const PrefData *d, int *max_ba
     *max_seq = longest;
 }
 
-#define CURRICULUM_BATCH 32
+/* Packs (a prompt with its responses) per forward of the PVar pass: about 2048 tokens, which
+ * keeps a batch's activations (and the LM head's rows x vocabulary) in cache at small sizes
+ * and bounded at GPT-2's */
+static int curriculum_batch(const PrefData *d)
+{
+    int b = 2048 / reflogp_seq_len(d);
+    return b < 1 ? 1 : b;
+}
 
 /* How often the curriculum reselects (t->cur_period epochs): curriculum.every, or, for a
  * model-based selection whose forward pass over every response would take more than
  * curriculum.max_share of the time it serves, the smallest longer period that keeps it
- * within. Costs are predicted from token counts (a forwarded token 1, a trained token 3:
- * forward + backward), not timed, so the schedule is the same on any number of ranks, on
- * any machine and after a resume. */
+ * within. Costs are predicted from model FLOPs (gpt_flops_forward; training 3 x forward),
+ * not timed, so the schedule is the same on any machine, after a resume and at any number
+ * of ranks with the same global batch. */
 static void curriculum_period(Trainer *t)
 {
     const CurriculumConfig *cc = &t->cfg->curriculum;
@@ -104,7 +111,7 @@ static void curriculum_period(Trainer *t)
     double pairs = ceil(cc->frac * (double)d->n_pairs / (double)t->global_batch) * (double)t->global_batch;
     t->cur_step_flops = per_pair * (double)t->global_batch;
     t->cur_epoch_flops = per_pair * pairs;
-    t->cur_sel_flops = strcmp(cc->source, "model") ? 0 : reflogp_pass_flops(d, CURRICULUM_BATCH, t->model);
+    t->cur_sel_flops = strcmp(cc->source, "model") ? 0 : reflogp_pass_flops(d, curriculum_batch(d), t->model);
     if (cc->every < 1 || cc->max_share >= 1 || t->cur_sel_flops <= 0 || t->cur_epoch_flops <= 0)
         return;
     double need = t->cur_sel_flops * (1 - cc->max_share) / (cc->max_share * t->cur_epoch_flops);
@@ -515,16 +522,16 @@ static void curriculum_select(Trainer *t)
         /* implicit rewards of the current policy: log pi(y) - log pi_ref(y), every response,
          * the work split over the ranks */
         /* forward only, in big batches: a model of its own (same weights, activations for
-         * CURRICULUM_BATCH sequences), since training's is sized for its micro-batch */
+         * curriculum_batch packs), since training's is sized for its micro-batch */
         if (!t->infer) {
             t->infer = xcalloc(1, sizeof(Gpt));
-            gpt_init_infer(t->infer, &t->model->d, CURRICULUM_BATCH, reflogp_seq_len(d));
+            gpt_init_infer(t->infer, &t->model->d, curriculum_batch(d), reflogp_seq_len(d));
         }
         memcpy(t->infer->params, t->model->params, sizeof(float) * t->model->num_params);
         if (t->shard)
-            reflogp_compute_shard(t->infer, t->shard, t->rank, t->world, CURRICULUM_BATCH, h);
+            reflogp_compute_shard(t->infer, t->shard, t->rank, t->world, t->infer->max_batch, h);
         else
-            reflogp_compute(t->infer, d, t->rank, t->world, CURRICULUM_BATCH, h);
+            reflogp_compute(t->infer, d, t->rank, t->world, t->infer->max_batch, h);
         for (int64_t i = 0; i < R; i++)
             h[i] -= t->ref_logp ? t->ref_logp[i] : 0.0;
         beta = cc->beta > 0 ? cc->beta : t->loss.beta;
@@ -565,12 +572,13 @@ int trainer_curriculum_selects(const Trainer *t, int64_t epoch, int64_t start_st
     int64_t n = t->cur_period;
     if (epoch == 0)
         return 1;
-    if (n < 1)
-        return 0;
-    /* model source: the first selection is made on the initial policy (often still the
-     * reference, PVar 0), so the next comes after one epoch of training, then every n */
-    int64_t off = n > 1 && !strcmp(t->cfg->curriculum.source, "model") ? 1 : 0;
-    if (epoch < off || (epoch - off) % n != 0)
+    /* model source from a policy that starts as its reference: epoch 0's PVar is 0 (a random
+     * share), so the first selection by PVar is after one epoch of training, always made,
+     * and the period counts from it */
+    int64_t off = t->cur_start_is_ref && !strcmp(t->cfg->curriculum.source, "model") ? 1 : 0;
+    if (off && epoch == 1)
+        return 1;
+    if (n < 1 || epoch < off || (epoch - off) % n != 0)
         return 0;
     /* under a budget, no selection for a tail of the run too short to pay for it */
     double left = (double)(t->cfg->train.steps - start_step) * t->cur_step_flops;

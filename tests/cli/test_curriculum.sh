@@ -74,10 +74,33 @@ f = h5py.File(sys.argv[1], "r")
 assert np.all(f["curriculum/epoch_0/pvar"][()] == 0) and np.any(f["curriculum/epoch_1/pvar"][()] > 0)
 assert f.attrs["curriculum_period"] > 1
 PY
+/usr/bin/python3 - "$T/b1/run.h5" "$T/b2/run.h5" <<'PY' && ok "budget: epoch 1 PVar at 2 ranks = 1 rank (to 1e-4)" || bad "budget: epoch 1 PVar differs at 2 ranks"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r")["curriculum/epoch_1/pvar"][()] for p in sys.argv[1:3])
+assert a.shape == b.shape and np.nanmax(np.abs(a - b)) < 1e-4 and np.nanmax(a) > 1e-3, np.nanmax(np.abs(a - b))
+PY
+# a short run still makes its first selection by PVar (epoch 1), whatever the budget
+"$P" train $B --set train.steps=40 --set train.out_dir=$T/bs >"$T/bs.log" 2>&1 || bad "short budget run"
+E=$(sed -n 's/^curriculum: epoch \([0-9]*\) from.*/\1/p' "$T/bs.log" | tr '\n' ' ')
+[ "$E" = "0 1 " ] && grep -q "^curriculum: epoch 1 from.*: top 10% by PVar (model):" "$T/bs.log" && ok "budget: short run selects at epochs $E" ||
+    bad "budget: short run selects at epochs '$E'"
+# a reference given under another path than the initial policy: epoch 0 makes a real pass, and
+# the period counts from it (0, N, 2N, ...)
+cp "$T/sft/latest.h5" "$T/ref.h5"
+"$P" train $B --set train.ref=$T/ref.h5 --set train.out_dir=$T/bx >"$T/bx.log" 2>&1 || bad "budget run, train.ref"
+EX=$(sed -n 's/^curriculum: epoch \([0-9]*\) from.*/\1/p' "$T/bx.log" | tr '\n' ' ')
+wantx=""; if [ -n "$N" ]; then e=0; for got in $EX; do wantx="$wantx$e "; e=$((e + N)); done; fi
+[ -n "$EX" ] && [ "$EX" = "$wantx" ] && [ $(echo $EX | wc -w) -ge 2 ] && ok "budget, train.ref: selections at epochs $EX" ||
+    bad "budget, train.ref: selections at epochs '$EX', want '$wantx'"
 "$P" train $B --set train.out_dir=$T/bp --set train.ckpt_every=100 >/dev/null 2>&1
 "$P" train $B --set train.out_dir=$T/br --set train.resume=$T/bp/ckpt_00000100.h5 >"$T/br.log" 2>&1
 if h5diff "$T/b1/ckpt_00000200.h5" "$T/br/ckpt_00000200.h5" /params /params >/dev/null 2>&1; then
     ok "budget: resumed at step 100 = uninterrupted"
 else bad "budget: resume differs"; tail -3 "$T/br.log"; fi
+# the cost benchmark runs and prints its figures (make bench; figures are not asserted)
+if "$P" bench configs/demo.cfg --pvar --quick --set runtime.threads=1 >"$T/bench" 2>&1 &&
+    grep -Eq "^bench-pvar: pass_s=[0-9.]+ share_speedup=[0-9.]+ selection_in_steps=[0-9.]+ predicted_steps=[0-9.]+ ratio=[0-9.]+$" "$T/bench"; then
+    ok "bench --pvar: $(tail -n 1 "$T/bench")"
+else bad "bench --pvar"; cat "$T/bench"; fi
 echo "curriculum: $fails failure(s)"
 [ "$fails" -eq 0 ]
