@@ -456,6 +456,25 @@ static void test_ready_order(void)
 }
 
 
+/* A packed pass (log-probs lp1[0..n), gradients in m) equals the separate sequences' (lp2,
+ * g2): per row to 1e-5 relative, gradients to 1e-5 of their norm. */
+static void assert_same_pass(const double *lp1, const double *lp2, int n, const Gpt *m, const float *g2)
+{
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double e = fabs(lp1[i] - lp2[i]) / (1 + fabs(lp2[i]));
+        worst = e > worst ? e : worst;
+    }
+    CU_ASSERT(worst < 1e-5);
+    double dd = 0, nn = 0;
+    for (size_t i = 0; i < m->num_params; i++) {
+        double e = (double)m->grads[i] - g2[i];
+        dd += e * e;
+        nn += (double)g2[i] * g2[i];
+    }
+    CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+}
+
 /* Prefix sharing: one packed sequence prompt|chosen|rejected (rejected skips chosen,
  * positions restart after the prompt) gives the same log-probs and the same gradients as
  * two separate sequences prompt|chosen and prompt|rejected. */
@@ -505,19 +524,7 @@ static void test_prefix_sharing(void)
     gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);
     gpt_zero_grad(&m);
     gpt_backward_rows(&m, w, NULL, NULL);
-    double worst = 0;
-    for (int i = 0; i < n1; i++) {
-        double e = fabs(lp1[i] - lp2[i]) / (1 + fabs(lp2[i]));
-        worst = e > worst ? e : worst;
-    }
-    CU_ASSERT(worst < 1e-5);
-    double dd = 0, nn = 0;
-    for (size_t i = 0; i < m.num_params; i++) {
-        double e = (double)m.grads[i] - g2[i];
-        dd += e * e;
-        nn += (double)g2[i] * g2[i];
-    }
-    CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+    assert_same_pass(lp1, lp2, n1, &m, g2);
     /* and the skip matters: without it the rejected branch sees the chosen one */
     gpt_forward_rows(&m, tok1, pos1, NULL, 1, T1, n1, row1, tgt1, lp1);
     CU_ASSERT(fabs(lp1[LC + 3] - lp2[LC + 3]) > 1e-4);
@@ -570,19 +577,7 @@ static void test_k_branches(void)
     gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);
     gpt_zero_grad(&m);
     gpt_backward_rows(&m, w, NULL, NULL);
-    double worst = 0;
-    for (int i = 0; i < n1; i++) {
-        double e = fabs(lp1[i] - lp2[i]) / (1 + fabs(lp2[i]));
-        worst = e > worst ? e : worst;
-    }
-    CU_ASSERT(worst < 1e-5);
-    double dd = 0, nn = 0;
-    for (size_t i = 0; i < m.num_params; i++) {
-        double e = (double)m.grads[i] - g2[i];
-        dd += e * e;
-        nn += (double)g2[i] * g2[i];
-    }
-    CU_ASSERT(sqrt(dd) < 1e-5 * sqrt(nn));
+    assert_same_pass(lp1, lp2, n1, &m, g2);
     /* the skip matters for the last branch, which would otherwise see the others */
     for (int i = 0; i < 2 * T1; i++) skip[i] = 0;
     gpt_forward_rows(&m, tok1, pos1, skip, 1, T1, n1, row1, tgt1, lp1);

@@ -89,6 +89,32 @@ static double single_logp(Gpt *m, const PrefData *d, int64_t e)
     return s;
 }
 
+/* The pass split over `world` simulated ranks (no MPI here: each call returns only its part,
+ * zeros elsewhere), from memory (s NULL) or from shards, summed into got. */
+static void ranks_sum(Gpt *m, const PrefData *d, PrefShard *s, int world, int batch, double *got, double *part)
+{
+    int64_t R = d->n_responses;
+    memset(got, 0, sizeof(double) * (size_t)R);
+    for (int rank = 0; rank < world; rank++) {
+        if (s)
+            reflogp_compute_shard(m, s, rank, world, batch, part);
+        else
+            reflogp_compute(m, d, rank, world, batch, part);
+        for (int64_t e = 0; e < R; e++)
+            got[e] += part[e];
+    }
+}
+
+/* d written to a new file in a new temporary directory dir (a mkdtemp template); returns
+ * the path (free it; unlink it and rmdir dir). */
+static char *write_temp(const PrefData *d, char *dir)
+{
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char *path = xasprintf("%s/d.h5", dir);
+    prefdata_write(path, d, "");
+    return path;
+}
+
 static void packed_equals_single(int threads)
 {
     gpt_set_threads(threads); /* before the models: a forward-only model's attention scratch is per thread */
@@ -101,7 +127,7 @@ static void packed_equals_single(int threads)
     gpt_init_weights(&ref, 9, 0.3);
     int64_t R = d.n_responses;
     double *want = xmalloc(sizeof(double) * (size_t)R), *got = xmalloc(sizeof(double) * (size_t)R);
-    double *part = xmalloc(sizeof(double) * (size_t)R);
+    double *part = xmalloc(sizeof(double) * (size_t)R), *one = xmalloc(sizeof(double) * (size_t)R);
     int longest = 1;
     for (int64_t e = 0; e < R; e++) {
         want[e] = single_logp(&ref, &d, e);
@@ -130,32 +156,19 @@ static void packed_equals_single(int threads)
         CU_ASSERT(worst < 1e-5);
         /* simulated ranks (no MPI here: each call returns only its part): the parts cover
          * every response once, with the same bits as one rank */
+        memcpy(one, got, sizeof(double) * (size_t)R);
         for (int world = 2; world <= 3; world++) {
-            memset(got, 0, sizeof(double) * (size_t)R);
-            for (int rank = 0; rank < world; rank++) {
-                reflogp_compute(&m, &d, rank, world, batches[bi], part);
-                for (int64_t e = 0; e < R; e++)
-                    got[e] += part[e];
-            }
-            reflogp_compute(&m, &d, 0, 1, batches[bi], part);
-            CU_ASSERT(memcmp(got, part, sizeof(double) * (size_t)R) == 0);
+            ranks_sum(&m, &d, NULL, world, batches[bi], got, part);
+            CU_ASSERT(memcmp(got, one, sizeof(double) * (size_t)R) == 0);
         }
         /* sharded reading: the same values, the same bits */
         char dir[] = "/tmp/prefer-test-reflogp.XXXXXX";
-        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-        char *path = xasprintf("%s/d.h5", dir);
-        prefdata_write(path, &d, "");
+        char *path = write_temp(&d, dir);
         PrefShard s;
         CU_ASSERT_EQUAL_FATAL(prefshard_open(path, 0, &s, err, sizeof err), 0);
         for (int world = 1; world <= 2; world++) {
-            memset(got, 0, sizeof(double) * (size_t)R);
-            for (int rank = 0; rank < world; rank++) {
-                reflogp_compute_shard(&m, &s, rank, world, batches[bi], part);
-                for (int64_t e = 0; e < R; e++)
-                    got[e] += part[e];
-            }
-            reflogp_compute(&m, &d, 0, 1, batches[bi], part);
-            CU_ASSERT(memcmp(got, part, sizeof(double) * (size_t)R) == 0);
+            ranks_sum(&m, &d, &s, world, batches[bi], got, part);
+            CU_ASSERT(memcmp(got, one, sizeof(double) * (size_t)R) == 0);
         }
         prefshard_close(&s);
         unlink(path);
@@ -168,6 +181,7 @@ static void packed_equals_single(int threads)
     free(want);
     free(got);
     free(part);
+    free(one);
     gpt_free(&ref);
     prefdata_free(&d);
     gpt_set_threads(1);
@@ -210,18 +224,11 @@ static void test_shard_many_gathers(void)
     double *part = xmalloc(sizeof(double) * (size_t)R);
     reflogp_compute(&m, &d, 0, 1, 16, want);
     char dir[] = "/tmp/prefer-test-reflogp.XXXXXX", err[256];
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-    char *path = xasprintf("%s/d.h5", dir);
-    prefdata_write(path, &d, "");
+    char *path = write_temp(&d, dir);
     PrefShard s;
     CU_ASSERT_EQUAL_FATAL(prefshard_open(path, 0, &s, err, sizeof err), 0);
     for (int world = 1; world <= 2; world++) {
-        memset(got, 0, sizeof(double) * (size_t)R);
-        for (int rank = 0; rank < world; rank++) {
-            reflogp_compute_shard(&m, &s, rank, world, 16, part);
-            for (int64_t e = 0; e < R; e++)
-                got[e] += part[e];
-        }
+        ranks_sum(&m, &d, &s, world, 16, got, part);
         CU_ASSERT(memcmp(got, want, sizeof(double) * (size_t)R) == 0);
     }
     int nonzero = 0;
