@@ -71,6 +71,7 @@ typedef struct {
     int max_seq;      /* T the activations were sized for (>= context for packed pairs) */
     const int32_t *skip; /* of the last forward */
     int infer;        /* forward only (gpt_init_infer): no gradients, no backward */
+    int shared_params; /* params belong to another model (gpt_share_params) */
     GptActs *acts;
     /* set by the last forward, used by backward */
     int B, T;
@@ -87,6 +88,10 @@ void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq);
  * about 1/n_layer of the memory and stays in cache; gpt_backward* and gpt_zero_grad die on
  * it. Attention runs on at most as many threads as OpenMP had at this call. */
 void gpt_init_infer(Gpt *m, const GptDims *d, int max_batch, int max_seq);
+/* Make m read src's parameters (same dims) instead of its own, which are freed: a
+ * forward-only model that always sees the current weights of a model in training, with no
+ * copy. src must outlive m; gpt_free(m) leaves them. */
+void gpt_share_params(Gpt *m, const Gpt *src);
 void gpt_free(Gpt *m); /* NULL harmless */
 
 /* GPT-2 init: N(0, std) for matrices and embeddings (residual projections scaled by

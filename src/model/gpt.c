@@ -204,6 +204,18 @@ static void init_model(Gpt *m, const GptDims *d, int max_batch, int max_seq, int
 void gpt_init_seq(Gpt *m, const GptDims *d, int max_batch, int max_seq) { init_model(m, d, max_batch, max_seq, 0); }
 void gpt_init_infer(Gpt *m, const GptDims *d, int max_batch, int max_seq) { init_model(m, d, max_batch, max_seq, 1); }
 
+void gpt_share_params(Gpt *m, const Gpt *src)
+{
+    if (memcmp(&m->d, &src->d, sizeof m->d) != 0 || m->num_params != src->num_params)
+        die("gpt_share_params: the models have different shapes");
+    if (!m->shared_params)
+        free(m->params);
+    free(m->p.layer);
+    m->params = src->params;
+    m->shared_params = 1;
+    make_view(m, m->params, &m->p);
+}
+
 void gpt_free(Gpt *m)
 {
     if (!m)
@@ -226,7 +238,8 @@ void gpt_free(Gpt *m)
     }
     free(m->p.layer);
     free(m->g.layer);
-    free(m->params);
+    if (!m->shared_params)
+        free(m->params);
     free(m->grads);
     free(m->tensors);
     memset(m, 0, sizeof *m);

@@ -521,13 +521,14 @@ static void curriculum_select(Trainer *t)
     } else {
         /* implicit rewards of the current policy: log pi(y) - log pi_ref(y), every response,
          * the work split over the ranks */
-        /* forward only, in big batches: a model of its own (same weights, activations for
-         * curriculum_batch packs), since training's is sized for its micro-batch */
+        /* forward only, in big batches: a model of its own (the policy's weights, shared;
+         * activations for curriculum_batch packs), since training's is sized for its
+         * micro-batch */
         if (!t->infer) {
             t->infer = xcalloc(1, sizeof(Gpt));
             gpt_init_infer(t->infer, &t->model->d, curriculum_batch(d), reflogp_seq_len(d));
+            gpt_share_params(t->infer, t->model); /* the policy's weights, no copy */
         }
-        memcpy(t->infer->params, t->model->params, sizeof(float) * t->model->num_params);
         if (t->shard)
             reflogp_compute_shard(t->infer, t->shard, t->rank, t->world, t->infer->max_batch, h);
         else
