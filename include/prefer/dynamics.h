@@ -84,10 +84,7 @@ void dyn_log_softmax(const double *z, int n, double *logp);
 /* One round: logpi_next[n] from logpi[n] (may not alias). work: 2n doubles. */
 void dyn_step(const DynModel *m, const double *logpi, double *logpi_next, double *work);
 
-/* Entropy -sum pi log pi (nats) of a policy given as log-probabilities. */
-double dyn_entropy(const double *logp, int n);
-/* ||exp(logp) - exp(logq)||_1 */
-double dyn_l1(const double *logp, const double *logq, int n);
+/* (Entropy and ||pi - pi'||_1 of log-probability arrays: exact_entropy, exact_l1 in exact.h.) */
 
 /* R rounds from logpi_init[n] (the policy before the first update). Fills *res; if traj is
  * non-NULL it receives the probabilities pi_0' = exp(logpi_init), pi_1 .. pi_R as an

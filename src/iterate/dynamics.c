@@ -23,6 +23,7 @@
  * LAPACK (the spectral norm is a Jacobi eigenvalue iteration on the small M^T M).
  */
 #include "prefer/dynamics.h"
+#include "prefer/exact.h"
 #include "prefer/util.h"
 
 #include <math.h>
@@ -79,25 +80,6 @@ void dyn_step(const DynModel *m, const double *logpi, double *logpi_next, double
     dyn_log_softmax(z, n, logpi_next);
 }
 
-double dyn_entropy(const double *logp, int n)
-{
-    double h = 0;
-    for (int i = 0; i < n; i++) {
-        double p = exp(logp[i]);
-        if (p > 0)
-            h -= p * logp[i];
-    }
-    return h;
-}
-
-double dyn_l1(const double *logp, const double *logq, int n)
-{
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += fabs(exp(logp[i]) - exp(logq[i]));
-    return s;
-}
-
 /* ---------------------------------------------------------------- a run */
 
 DynOutcome dyn_classify(const DynResult *r, const DynRunOpts *o)
@@ -127,7 +109,7 @@ void dyn_run(const DynModel *m, const double *logpi_init, const DynRunOpts *o, D
     double step = 0, max_step = 0;
     for (int t = 1; t <= R; t++) {
         dyn_step(m, cur, next, work);
-        step = dyn_l1(next, cur, n);
+        step = exact_l1(next, cur, n);
         int k = t - (R - W + 1); /* position in the window, >= 0 inside it */
         if (k >= 0) {
             max_step = step > max_step ? step : max_step;
@@ -156,7 +138,7 @@ void dyn_run(const DynModel *m, const double *logpi_init, const DynRunOpts *o, D
     }
     memset(res, 0, sizeof *res);
     res->cycle = cyc / n;
-    res->entropy = dyn_entropy(cur, n);
+    res->entropy = exact_entropy(cur, n);
     res->step = step;
     res->max_step = max_step;
     res->converged = max_step < o->tol;
