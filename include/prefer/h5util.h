@@ -55,6 +55,11 @@ void *h5u_read_array(hid_t file, const char *path, hid_t memtype, int want_ndim,
 
 /* Write into path.tmp, then h5u_commit renames it to path after fsync. */
 char *h5u_tmp_name(const char *path);
+/* Create path.tmp (a leftover one is truncated) with the root header (h5u_write_header), to
+ * be filled, closed and h5u_commit-ed to path: *tmp gets its name (caller frees). Dies
+ * naming `what` (e.g. "checkpoint") and the file if it cannot be created. */
+hid_t h5u_create_tmp(const char *path, const char *what, const char *format, int version, const char *config_text,
+                     char **tmp);
 void h5u_commit(const char *tmp, const char *path);
 
 /* 1 if the file exists and is HDF5. */

@@ -324,11 +324,8 @@ static void write_results(const PreferConfig *cfg, const PrefData *d, const doub
     const PvarConfig *pc = &cfg->pvar;
     int model = !strcmp(pc->source, "model");
     util_mkdir_parent(pc->out);
-    char *tmp = h5u_tmp_name(pc->out);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("pvar: cannot create %s", tmp);
-    h5u_write_header(f, PVAR_FORMAT, PVAR_VERSION, text);
+    char *tmp;
+    hid_t f = h5u_create_tmp(pc->out, "pvar results (pvar.out)", PVAR_FORMAT, PVAR_VERSION, text, &tmp);
     h5u_attr_str(f, "data", pc->data);
     h5u_attr_str(f, "source", pc->source);
     if (model) {

@@ -132,12 +132,8 @@ void prefdata_write(const char *path, const PrefData *d, const char *config_text
     char err[1024];
     if (prefdata_validate(d, err, sizeof err) != 0)
         die("prefdata_write %s: invalid data: %s", path, err);
-    h5u_init();
-    char *tmp = h5u_tmp_name(path);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("cannot create %s (directory missing or not writable?)", tmp);
-    h5u_write_header(f, PREFDATA_FORMAT, PREFDATA_VERSION, config_text);
+    char *tmp;
+    hid_t f = h5u_create_tmp(path, "dataset", PREFDATA_FORMAT, PREFDATA_VERSION, config_text, &tmp);
     h5u_attr_i64(f, "vocab_size", d->vocab_size);
     if (d->tokenizer)
         h5u_attr_str(f, "tokenizer", d->tokenizer);

@@ -164,14 +164,9 @@ static void write_results(const PreferConfig *cfg, const EnumSpace *s, double be
                           const double *means, double *const dists[3])
 {
     const ExactConfig *ec = &cfg->exact;
-    h5u_init();
     util_mkdir_parent(ec->out);
-    char *tmp = h5u_tmp_name(ec->out);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("%s: cannot create the exact results file", tmp);
-    char *text = config_to_text(cfg);
-    h5u_write_header(f, EXACT_FORMAT, EXACT_VERSION, text);
+    char *tmp, *text = config_to_text(cfg);
+    hid_t f = h5u_create_tmp(ec->out, "exact results (exact.out)", EXACT_FORMAT, EXACT_VERSION, text, &tmp);
     free(text);
     h5u_attr_str(f, "policy", ec->policy);
     h5u_attr_str(f, "ref", ec->ref);

@@ -107,13 +107,8 @@ static void write_results(const PreferConfig *cfg, const SynthTask *task, int64_
                           const char *const *names, int n)
 {
     const EvalConfig *ec = &cfg->eval;
-    h5u_init();
-    char *tmp = h5u_tmp_name(ec->out);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("%s: cannot create the eval results file", tmp);
-    char *text = config_to_text(cfg);
-    h5u_write_header(f, "prefer.eval", 1, text);
+    char *tmp, *text = config_to_text(cfg);
+    hid_t f = h5u_create_tmp(ec->out, "eval results (eval.out)", "prefer.eval", 1, text, &tmp);
     free(text);
     h5u_attr_str(f, "policy", ec->policy);
     h5u_attr_str(f, "ref", ec->ref);

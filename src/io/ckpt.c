@@ -84,12 +84,8 @@ void ckpt_save(const char *path, const Gpt *m, const AdamW *opt, const CkptState
         refuse_nonfinite(path, m, opt->m, "AdamW first moment of ");
         refuse_nonfinite(path, m, opt->v, "AdamW second moment of ");
     }
-    h5u_init();
-    char *tmp = h5u_tmp_name(path);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("cannot create %s (directory missing or not writable?)", tmp);
-    h5u_write_header(f, CKPT_FORMAT, CKPT_VERSION, config_text);
+    char *tmp;
+    hid_t f = h5u_create_tmp(path, "checkpoint", CKPT_FORMAT, CKPT_VERSION, config_text, &tmp);
     h5u_attr_i64(f, "vocab_size", m->d.vocab_size);
     h5u_attr_i64(f, "context", m->d.context);
     h5u_attr_i64(f, "n_layer", m->d.n_layer);

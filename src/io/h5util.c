@@ -461,6 +461,18 @@ fail:
 
 char *h5u_tmp_name(const char *path) { return xasprintf("%s.tmp", path); }
 
+hid_t h5u_create_tmp(const char *path, const char *what, const char *format, int version, const char *config_text,
+                     char **tmp)
+{
+    h5u_init();
+    *tmp = h5u_tmp_name(path);
+    hid_t f = H5Fcreate(*tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        die_user("%s: cannot create %s (directory missing or not writable?)", what, *tmp);
+    h5u_write_header(f, format, version, config_text);
+    return f;
+}
+
 void h5u_commit(const char *tmp, const char *path)
 {
     int fd = open(tmp, O_RDONLY);

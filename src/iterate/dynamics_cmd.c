@@ -498,13 +498,8 @@ static void write_results(const PreferConfig *cfg, const Problem *pb, const Grid
     const DynamicsConfig *dc = &cfg->dynamics;
     int n = pb->n;
     util_mkdir_parent(dc->out);
-    char *tmp = h5u_tmp_name(dc->out);
-    h5u_init();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        die_user("dynamics: cannot create %s (dynamics.out)", tmp);
-    char *text = config_to_text(cfg);
-    h5u_write_header(f, DYN_FORMAT, DYN_VERSION, text);
+    char *tmp, *text = config_to_text(cfg);
+    hid_t f = h5u_create_tmp(dc->out, "dynamics results (dynamics.out)", DYN_FORMAT, DYN_VERSION, text, &tmp);
     free(text);
     h5u_attr_str(f, "family", dc->family);
     h5u_attr_i64(f, "n", n);
