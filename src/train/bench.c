@@ -58,6 +58,47 @@ static double time_shape(const Shape *s, float *A, float *B, float *Cm, int reps
 }
 
 
+/* P prompts of lp tokens with K responses of lr tokens each (random tokens), pairs (0,1),
+ * (2,3), ... of each prompt. With `alone`, every response gets its own copy of its prompt
+ * (P*K prompts): the same log-probs without sharing a prompt. */
+static void bench_data(PrefData *d, int64_t P, int K, int lp, int lr, int V, int alone)
+{
+    memset(d, 0, sizeof *d);
+    int64_t R = P * K, NP = alone ? R : P;
+    d->vocab_size = V;
+    d->n_prompts = NP;
+    d->n_responses = R;
+    d->n_pairs = P * (K / 2);
+    d->prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(NP + 1));
+    d->prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)(NP * lp));
+    d->response_offsets = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
+    d->response_tokens = xmalloc(sizeof(int32_t) * (size_t)(R * lr));
+    d->response_prompt = xmalloc(sizeof(int64_t) * (size_t)R);
+    d->pair_chosen = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
+    d->pair_rejected = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
+    Rng r;
+    rng_init(&r, 13, 0);
+    int32_t *pt = xmalloc(sizeof(int32_t) * (size_t)(P * lp));
+    for (int64_t i = 0; i < P * lp; i++)
+        pt[i] = (int32_t)rng_below(&r, (uint64_t)V);
+    for (int64_t q = 0; q <= NP; q++)
+        d->prompt_offsets[q] = q * lp;
+    for (int64_t q = 0; q < NP; q++)
+        memcpy(d->prompt_tokens + q * lp, pt + (alone ? q / K : q) * lp, sizeof(int32_t) * (size_t)lp);
+    for (int64_t i = 0; i < R * lr; i++)
+        d->response_tokens[i] = (int32_t)rng_below(&r, (uint64_t)V);
+    for (int64_t e = 0; e <= R; e++)
+        d->response_offsets[e] = e * lr;
+    for (int64_t e = 0; e < R; e++)
+        d->response_prompt[e] = alone ? e : e / K;
+    for (int64_t p = 0, k = 0; p < P; p++)
+        for (int j = 0; j + 1 < K; j += 2, k++) {
+            d->pair_chosen[k] = p * K + j;
+            d->pair_rejected[k] = p * K + j + 1;
+        }
+    free(pt);
+}
+
 /* DPO step throughput with and without prefix sharing: pairs whose prompt is as long as
  * each response (half the context each), micro_batch pairs per step, reference log-probs
  * fixed (the cache makes them free in training). Returns pairs/s; *tok_s counts the
@@ -71,34 +112,8 @@ static double bench_dpo(const PreferConfig *base, int share, int iters, double *
     cfg.train.grad_accum = 1;
     int B = cfg.train.micro_batch, half = cfg.model.context / 2, V = cfg.model.vocab_size;
     PrefData d;
-    memset(&d, 0, sizeof d);
     int64_t P = B * 4;
-    d.n_prompts = P;
-    d.n_responses = 2 * P;
-    d.n_pairs = P;
-    d.vocab_size = V;
-    d.prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)P * half);
-    d.prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(P + 1));
-    d.response_tokens = xmalloc(sizeof(int32_t) * (size_t)2 * P * half);
-    d.response_offsets = xmalloc(sizeof(int64_t) * (size_t)(2 * P + 1));
-    d.response_prompt = xmalloc(sizeof(int64_t) * (size_t)2 * P);
-    d.pair_chosen = xmalloc(sizeof(int64_t) * (size_t)P);
-    d.pair_rejected = xmalloc(sizeof(int64_t) * (size_t)P);
-    Rng r;
-    rng_init(&r, 11, 0);
-    for (int64_t i = 0; i < P * half; i++)
-        d.prompt_tokens[i] = (int32_t)rng_below(&r, V);
-    for (int64_t i = 0; i < 2 * P * half; i++)
-        d.response_tokens[i] = (int32_t)rng_below(&r, V);
-    for (int64_t p = 0; p <= P; p++)
-        d.prompt_offsets[p] = p * half;
-    for (int64_t e = 0; e <= 2 * P; e++)
-        d.response_offsets[e] = e * half;
-    for (int64_t p = 0; p < P; p++) {
-        d.response_prompt[2 * p] = d.response_prompt[2 * p + 1] = p;
-        d.pair_chosen[p] = 2 * p;
-        d.pair_rejected[p] = 2 * p + 1;
-    }
+    bench_data(&d, P, 2, half, half, V, 0); /* pairs (2p, 2p+1) */
     double *ref = xcalloc((size_t)2 * P, sizeof(double));
     int mb, ms;
     trainer_model_shape(&cfg, &d, &mb, &ms);
@@ -222,47 +237,6 @@ static void bench_model(const GptDims *d, int B, double init_std, int threads, i
     res->gemm_share = gemm_flops / flops;
 }
 
-/* P prompts of lp tokens with K responses of lr tokens each (random tokens), pairs (0,1),
- * (2,3), ... of each prompt. With `alone`, every response gets its own copy of its prompt
- * (P*K prompts): the same log-probs without sharing a prompt. */
-static void pvar_data(PrefData *d, int64_t P, int K, int lp, int lr, int V, int alone)
-{
-    memset(d, 0, sizeof *d);
-    int64_t R = P * K, NP = alone ? R : P;
-    d->vocab_size = V;
-    d->n_prompts = NP;
-    d->n_responses = R;
-    d->n_pairs = P * (K / 2);
-    d->prompt_offsets = xmalloc(sizeof(int64_t) * (size_t)(NP + 1));
-    d->prompt_tokens = xmalloc(sizeof(int32_t) * (size_t)(NP * lp));
-    d->response_offsets = xmalloc(sizeof(int64_t) * (size_t)(R + 1));
-    d->response_tokens = xmalloc(sizeof(int32_t) * (size_t)(R * lr));
-    d->response_prompt = xmalloc(sizeof(int64_t) * (size_t)R);
-    d->pair_chosen = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
-    d->pair_rejected = xmalloc(sizeof(int64_t) * (size_t)(d->n_pairs ? d->n_pairs : 1));
-    Rng r;
-    rng_init(&r, 13, 0);
-    int32_t *pt = xmalloc(sizeof(int32_t) * (size_t)(P * lp));
-    for (int64_t i = 0; i < P * lp; i++)
-        pt[i] = (int32_t)rng_below(&r, (uint64_t)V);
-    for (int64_t q = 0; q <= NP; q++)
-        d->prompt_offsets[q] = q * lp;
-    for (int64_t q = 0; q < NP; q++)
-        memcpy(d->prompt_tokens + q * lp, pt + (alone ? q / K : q) * lp, sizeof(int32_t) * (size_t)lp);
-    for (int64_t i = 0; i < R * lr; i++)
-        d->response_tokens[i] = (int32_t)rng_below(&r, (uint64_t)V);
-    for (int64_t e = 0; e <= R; e++)
-        d->response_offsets[e] = e * lr;
-    for (int64_t e = 0; e < R; e++)
-        d->response_prompt[e] = alone ? e : e / K;
-    for (int64_t p = 0, k = 0; p < P; p++)
-        for (int j = 0; j + 1 < K; j += 2, k++) {
-            d->pair_chosen[k] = p * K + j;
-            d->pair_rejected[k] = p * K + j + 1;
-        }
-    free(pt);
-}
-
 /* Seconds per reflogp_compute over d (the PVar pass of a model-based curriculum selection:
  * a forward-only model, ~2048 tokens per forward as in training), mean of iters after a warm
  * one. */
@@ -301,8 +275,8 @@ static void bench_pvar(const PreferConfig *base, int quick)
         die_user("bench --pvar: synth.prompt_len + synth.response_len must fit model.context, synth.k >= 2 and "
                  "synth.n_prompts * (synth.k / 2) >= train.micro_batch");
     PrefData shared, alone;
-    pvar_data(&shared, P, K, lp, lr, dims.vocab_size, 0);
-    pvar_data(&alone, P, K, lp, lr, dims.vocab_size, 1);
+    bench_data(&shared, P, K, lp, lr, dims.vocab_size, 0);
+    bench_data(&alone, P, K, lp, lr, dims.vocab_size, 1);
     int mb, ms;
     trainer_model_shape(&cfg, &shared, &mb, &ms);
     Gpt m;
